@@ -1,0 +1,55 @@
+"""The project's exception hierarchy: every error a user can meet subclasses :class:`NovaNbError`.
+
+Messages name what was wrong and what is valid, so a notebook user can fix the call without reading
+the source. Secrets are never part of a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class NovaNbError(Exception):
+    """Base class of every error raised by nova_nb."""
+
+
+class ConfigError(NovaNbError, ValueError):
+    """An option, provider name or value that is not valid. Also a ``ValueError``."""
+
+
+class AudioFormatError(NovaNbError, ValueError):
+    """Audio that cannot be used as given (dtype, shape, rate, length). Also a ``ValueError``."""
+
+
+class ProtocolError(NovaNbError):
+    """An event that breaks the Nova Sonic protocol (shape, order or limits)."""
+
+
+class StreamError(NovaNbError):
+    """The bidirectional stream failed: an exception from the service, a reset, or a timeout.
+
+    ``code`` is the service's exception type (``validationException``, ``throttlingException``, ...)
+    or a local code such as ``StreamReset``; ``recoverable`` says whether reconnecting can help.
+    """
+
+    def __init__(self, message: str, *, code: str = "StreamError", recoverable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.recoverable = recoverable
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.args[0]}"
+
+
+class SessionClosedError(NovaNbError):
+    """An operation on a session that has been closed."""
+
+
+def one_of(values: Iterable[object]) -> str:
+    """Render valid values for an error message: ``'a', 'b' or 'c'``."""
+    items = [repr(v) for v in values]
+    if not items:
+        return "(none)"
+    if len(items) == 1:
+        return items[0]
+    return ", ".join(items[:-1]) + " or " + items[-1]
