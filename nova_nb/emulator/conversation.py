@@ -1,0 +1,469 @@
+"""The emulator's side of one stream: validate input, detect turns in audio time, answer in sequence.
+
+:class:`Conversation` is the stream handler the wire server calls for every
+``InvokeModelWithBidirectionalStream``. It validates each input event with the protocol's
+:class:`~nova_nb.s2s.providers.amazon_nova.validator.InputValidator` (the service's exception
+types and messages), tracks audio time (samples received, so a client streaming faster than real time
+gets the same decisions), ends a user turn after the endpointing pause, and answers with the
+documented output sequence (docs/PROTOCOL.md §4)::
+
+    completionStart (once) → USER TEXT FINAL → ASSISTANT TEXT SPECULATIVE → ASSISTANT AUDIO chunks
+    → ASSISTANT TEXT FINAL → usageEvent … completionEnd (at session end)
+
+What the "model" hears and says comes from a :class:`Brain`: :class:`ScriptedBrain` (no speech
+models: it reports how long the user spoke and answers with a synthetic voice-like signal) or the
+speech engine. Barge-in: user speech while the reply would still be playing (in audio time: the
+reply's samples are laid out from the moment it started) stops generation, sends both interruption
+signals (§5), and the FINAL text covers only what was spoken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..s2s.providers.amazon_nova import catalog, wire
+from ..s2s.providers.amazon_nova.validator import InputValidator, PromptSettings, ServiceException
+from .server import ServerStream
+
+log = logging.getLogger("nova_nb.emulator")
+
+#: Nova 1 has no endpointing setting; the emulator uses the documented default (MEDIUM) for it.
+NOVA1_PAUSE_S = catalog.ENDPOINTING_PAUSE_S["MEDIUM"]
+#: Speech shorter than this is a click or a cough, not a turn.
+MIN_SPEECH_S = 0.15
+#: Output audio is sent in chunks of this length (the service sends chunks of tens of ms).
+OUTPUT_CHUNK_S = 0.08
+
+
+class TurnDetector(Protocol):
+    """Decides speech vs silence per frame of 16-bit mono PCM."""
+
+    def is_speech(self, frame: np.ndarray, sample_rate: int) -> bool: ...
+
+
+class EnergyTurnDetector:
+    """Speech = frame RMS above ``threshold_dbfs``. Enough for scripted tests; the engine uses Silero."""
+
+    def __init__(self, threshold_dbfs: float = -42.0) -> None:
+        self.threshold = 32768.0 * 10 ** (threshold_dbfs / 20)
+
+    def is_speech(self, frame: np.ndarray, sample_rate: int) -> bool:
+        if frame.size == 0:
+            return False
+        rms = math.sqrt(float(np.mean(frame.astype(np.float64) ** 2)))
+        return rms > self.threshold
+
+
+class Brain(Protocol):
+    """What the emulated model hears and says."""
+
+    def transcribe(self, pcm: np.ndarray, sample_rate: int, settings: PromptSettings) -> str: ...
+
+    def reply(self, user_text: str, settings: PromptSettings) -> str: ...
+
+    def speak(self, text: str, settings: PromptSettings) -> Iterator[np.ndarray]:
+        """Yield 16-bit PCM at ``settings.output_sample_rate``, in chunks, faster than real time."""
+        ...
+
+
+class ScriptedBrain:
+    """A brain without speech models: deterministic, instant, and honest about it.
+
+    It transcribes a turn as the duration of speech it heard, answers with a sentence saying so, and
+    "speaks" with a voice-like signal (a harmonic tone per syllable) whose length follows the text.
+    """
+
+    def transcribe(self, pcm: np.ndarray, sample_rate: int, settings: PromptSettings) -> str:
+        return f"({pcm.size / sample_rate:.1f} seconds of speech)"
+
+    def reply(self, user_text: str, settings: PromptSettings) -> str:
+        return f"I heard you. This is the emulator answering {user_text}."
+
+    def speak(self, text: str, settings: PromptSettings) -> Iterator[np.ndarray]:
+        rate = settings.output_sample_rate
+        syllable = int(0.18 * rate)
+        t = np.arange(syllable) / rate
+        envelope = np.sin(np.pi * np.arange(syllable) / syllable) ** 2
+        base = 110.0 if settings.voice_id in {"matthew", "florian", "lorenzo", "lennart", "carlos", "leo", "arjun"} else 200.0
+        for i, word in enumerate(text.split()):
+            f0 = base * (1.0 + 0.08 * ((i * 7) % 5))
+            tone = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in (1, 2, 3))
+            yield (0.25 * 32767 * envelope * tone / 1.8).astype(np.int16)
+            if word.endswith((".", ",", "?", "!")):
+                yield np.zeros(int(0.12 * rate), dtype=np.int16)
+
+
+@dataclass
+class Faults:
+    """Failures to inject, for tests and experiments. All off by default."""
+
+    #: Close the stream with modelTimeoutException after this many seconds (the service: 8 minutes).
+    session_limit_s: float = catalog.STREAM_MAX_SECONDS
+    #: Answer with this in-stream exception right after the Nth input event (1-based).
+    exception_at_event: tuple[int, str, str] | None = None
+    #: RST_STREAM after the Nth input event.
+    reset_at_event: int | None = None
+    #: Drop the TCP connection after the Nth input event.
+    drop_at_event: int | None = None
+    #: Wait this long before the first audio of each reply.
+    first_audio_delay_s: float = 0.0
+
+
+@dataclass
+class ConversationOptions:
+    brain_factory: Callable[[], Brain] = ScriptedBrain
+    detector_factory: Callable[[], TurnDetector] = EnergyTurnDetector
+    faults: Faults = field(default_factory=Faults)
+    #: Called with each finished conversation's transcript, for tests and the CLI.
+    on_turn: Callable[[dict[str, Any]], None] | None = None
+
+
+@dataclass
+class _Reply:
+    """One reply and where it is in time. Audio time is counted in input samples."""
+
+    content_id: str
+    start_sample: int  # input-audio time at which the reply (notionally) starts playing
+    start_wall: float
+    text: str = ""
+    total_out_samples: int | None = None  # known once synthesis finished
+    sent_out_samples: int = 0
+    heard_out_samples: int | None = None  # set on barge-in: how much of the reply the user heard
+    interrupted: bool = False
+    finished: asyncio.Event = field(default_factory=asyncio.Event)  # playback over or interrupted
+    task: asyncio.Task[None] | None = None
+
+
+class Conversation:
+    """Handles one stream. ``await Conversation(options).run(stream)``."""
+
+    def __init__(self, options: ConversationOptions | None = None) -> None:
+        self.options = options or ConversationOptions()
+        self.brain = self.options.brain_factory()
+        self.detector = self.options.detector_factory()
+        self.faults = self.options.faults
+        self.session_id = str(uuid.uuid4())
+        self.completion_id: str | None = None
+        self.validator: InputValidator | None = None
+        self.stream: ServerStream | None = None
+        # Audio time.
+        self.samples_received = 0
+        self._speech_samples = 0
+        self._silence_samples = 0
+        self._turn_audio: list[np.ndarray] = []
+        self._in_speech = False
+        self.reply: _Reply | None = None
+        self._send_lock = asyncio.Lock()
+        self.turns: list[dict[str, Any]] = []
+        self._usage_in = {"speechTokens": 0, "textTokens": 0}
+        self._usage_out = {"speechTokens": 0, "textTokens": 0}
+        self._events_in = 0
+        self._pending_text: dict[str, list[str]] = {}
+
+    # -- output helpers ------------------------------------------------------------------------
+
+    def _ids(self) -> dict[str, str]:
+        assert self.validator is not None and self.completion_id is not None
+        return {
+            "session_id": self.session_id,
+            "prompt_name": self.validator.settings.prompt_name,
+            "completion_id": self.completion_id,
+        }
+
+    async def _send(self, event: dict[str, Any]) -> None:
+        assert self.stream is not None
+        async with self._send_lock:
+            await self.stream.send_event(event)
+
+    async def _ensure_completion(self) -> None:
+        if self.completion_id is None:
+            self.completion_id = str(uuid.uuid4())
+            await self._send(wire.completion_start(**self._ids()))
+
+    async def _text_block(self, role: str, stage: str, text: str, stop: str = "END_TURN") -> None:
+        cid = str(uuid.uuid4())
+        await self._send(wire.output_content_start(**self._ids(), content_id=cid, type="TEXT", role=role, generation_stage=stage))
+        await self._send(wire.text_output(**self._ids(), content_id=cid, role=role, content=text))
+        await self._send(wire.output_content_end(**self._ids(), content_id=cid, type="TEXT", stop_reason=stop))
+
+    # -- the stream ----------------------------------------------------------------------------
+
+    async def run(self, stream: ServerStream) -> None:
+        self.stream = stream
+        self.validator = InputValidator(stream.info.model_id)
+        limit = self.faults.session_limit_s
+        deadline = time.monotonic() + limit
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                receive = asyncio.ensure_future(stream.receive())
+                done, _ = await asyncio.wait({receive}, timeout=max(remaining, 0))
+                if not done:
+                    receive.cancel()
+                    # The service ends a stream at its limit with modelTimeoutException (§1).
+                    await self._stop_reply()
+                    await stream.send_exception(
+                        "modelTimeoutException", f"Session exceeded the maximum duration of {limit:g} seconds."
+                    )
+                    return
+                raw = receive.result()
+                if raw is None:
+                    break
+                self._events_in += 1
+                if await self._inject_fault():
+                    return
+                try:
+                    event = self.validator.receive(raw)
+                except ServiceException as exc:
+                    await self._stop_reply()
+                    await stream.send_exception(exc.exception_type, exc.message)
+                    return
+                await self._handle(event.name, event.body, event)
+                if self.validator.stage == "ended":
+                    break
+            await self._finish()
+        finally:
+            await self._stop_reply()
+
+    async def _inject_fault(self) -> bool:
+        f, n, stream = self.faults, self._events_in, self.stream
+        assert stream is not None
+        if f.exception_at_event and f.exception_at_event[0] == n:
+            await stream.send_exception(f.exception_at_event[1], f.exception_at_event[2])
+            return True
+        if f.reset_at_event == n:
+            await stream.reset()
+            return True
+        if f.drop_at_event == n:
+            await stream.drop_connection()
+            return True
+        return False
+
+    async def _finish(self) -> None:
+        """Client sent sessionEnd (or ended input): finish the reply, close the completion, end."""
+        if self.reply is not None and self.reply.task is not None:
+            # The client is leaving: nobody is listening to the rest of the reply.
+            self.reply.finished.set()
+            await asyncio.wait({self.reply.task}, timeout=10)
+        if self.completion_id is not None:
+            await self._send(wire.completion_end(**self._ids(), stop_reason="END_TURN"))
+
+    async def _handle(self, name: str, body: dict[str, Any], event: Any) -> None:
+        if name == "audioInput":
+            self._on_audio(np.frombuffer(wire.decode_audio(body), dtype="<i2"))
+        elif name == "textInput" and event.interactive and event.role == "USER":
+            self._pending_text.setdefault(body["contentName"], []).append(body["content"])
+        elif name == "contentEnd" and body.get("contentName") in self._pending_text:
+            text = "".join(self._pending_text.pop(body["contentName"]))
+            self._interrupt(self.samples_received)  # typed input barges in like speech
+            self._start_reply(text, typed=True)
+        elif name == "toolResult":
+            pass  # handled by engines that call tools
+
+    # -- turn taking in audio time -------------------------------------------------------------
+
+    def _pause_s(self) -> float:
+        assert self.validator is not None
+        sensitivity = self.validator.settings.endpointing_sensitivity
+        return catalog.ENDPOINTING_PAUSE_S[sensitivity] if sensitivity else NOVA1_PAUSE_S
+
+    def _on_audio(self, frame: np.ndarray) -> None:
+        assert self.validator is not None
+        rate = self.validator.settings.input_sample_rate
+        speech = self.detector.is_speech(frame, rate)
+        self.samples_received += frame.size
+        if speech:
+            self._silence_samples = 0
+            self._speech_samples += frame.size
+            if not self._in_speech and self._speech_samples >= MIN_SPEECH_S * rate:
+                self._in_speech = True
+                # Barge-in onset: where the speech began, in audio time.
+                self._interrupt(self.samples_received - self._speech_samples)
+        elif self._in_speech or self._speech_samples:
+            self._silence_samples += frame.size
+        if self._in_speech or self._speech_samples:
+            self._turn_audio.append(frame)
+        self._check_playback_end()
+        if not speech and self._speech_samples and not self._in_speech and self._silence_samples > 0.3 * rate:
+            # A blip too short to be speech: forget it.
+            self._reset_turn()
+        if self._in_speech and self._silence_samples >= self._pause_s() * rate:
+            pcm = np.concatenate(self._turn_audio)[: -self._silence_samples or None]
+            self._reset_turn()
+            self._start_reply(pcm, typed=False)
+
+    def _reset_turn(self) -> None:
+        self._turn_audio.clear()
+        self._speech_samples = self._silence_samples = 0
+        self._in_speech = False
+
+    def _out_to_in(self, out_samples: float) -> float:
+        assert self.validator is not None
+        st = self.validator.settings
+        return out_samples * st.input_sample_rate / st.output_sample_rate
+
+    def _check_playback_end(self) -> None:
+        """The reply has finished playing once audio time passes its last sample."""
+        r = self.reply
+        if r is None or r.finished.is_set() or r.total_out_samples is None:
+            return
+        if self.samples_received >= r.start_sample + self._out_to_in(r.total_out_samples):
+            r.finished.set()
+
+    def _interrupt(self, onset_sample: int) -> bool:
+        """Barge-in at ``onset_sample`` (audio time) if a reply is still playing then."""
+        r = self.reply
+        if r is None or r.finished.is_set():
+            return False
+        assert self.validator is not None
+        st = self.validator.settings
+        heard = (onset_sample - r.start_sample) * st.output_sample_rate / st.input_sample_rate
+        r.heard_out_samples = int(min(max(heard, 0), r.sent_out_samples))
+        r.interrupted = True
+        r.finished.set()
+        return True
+
+    def _start_reply(self, heard: np.ndarray | str, *, typed: bool) -> None:
+        previous = self.reply
+        reply = _Reply(content_id=str(uuid.uuid4()), start_sample=self.samples_received, start_wall=time.monotonic())
+        self.reply = reply
+        reply.task = asyncio.ensure_future(self._respond(reply, heard, typed, previous))
+
+    async def _stop_reply(self) -> None:
+        if self.reply is not None and self.reply.task is not None and not self.reply.task.done():
+            self.reply.task.cancel()
+            await asyncio.wait({self.reply.task}, timeout=2)
+
+    # -- one reply -----------------------------------------------------------------------------
+
+    async def _respond(self, reply: _Reply, heard: np.ndarray | str, typed: bool, previous: _Reply | None) -> None:
+        assert self.validator is not None
+        settings = self.validator.settings
+        try:
+            if previous is not None and previous.task is not None:
+                # The previous reply must finish its event sequence before this one starts.
+                await asyncio.wait({previous.task}, timeout=10)
+            await self._ensure_completion()
+            decided_at = time.monotonic()
+            if typed:
+                user_text = str(heard)
+            else:
+                assert isinstance(heard, np.ndarray)
+                user_text = await asyncio.to_thread(self.brain.transcribe, heard, settings.input_sample_rate, settings)
+                await self._text_block("USER", "FINAL", user_text)
+            text = await asyncio.to_thread(self.brain.reply, user_text, settings)
+            reply.text = text
+            await self._text_block("ASSISTANT", "SPECULATIVE", text, stop="PARTIAL_TURN")
+            ids = self._ids()
+            cid = reply.content_id
+            await self._send(
+                wire.output_content_start(
+                    **ids, content_id=cid, type="AUDIO", role="ASSISTANT",
+                    sample_rate=settings.output_sample_rate, voice_id=settings.voice_id,
+                )
+            )  # fmt: skip
+            if self.faults.first_audio_delay_s:
+                await asyncio.sleep(self.faults.first_audio_delay_s)
+            first_audio_at: float | None = None
+            chunk_samples = int(OUTPUT_CHUNK_S * settings.output_sample_rate)
+            pieces = await asyncio.to_thread(lambda: list(self.brain.speak(text, settings)))
+            reply.total_out_samples = sum(p.size for p in pieces)
+            for piece in pieces:
+                for start in range(0, piece.size, chunk_samples):
+                    if reply.interrupted:
+                        break
+                    chunk = piece[start : start + chunk_samples]
+                    await self._send(wire.audio_output(**ids, content_id=cid, pcm=chunk.astype("<i2").tobytes()))
+                    first_audio_at = first_audio_at or time.monotonic()
+                    reply.sent_out_samples += chunk.size
+                    await asyncio.sleep(0)  # let input (and barge-in) through between chunks
+                if reply.interrupted:
+                    break
+            # Generation ran ahead of playback; the turn ends when playback would end, in audio time
+            # (or in wall time, for a client that stopped streaming), unless the user barges in.
+            self._check_playback_end()
+            out_rate = settings.output_sample_rate
+            remaining_wall = reply.start_wall + reply.total_out_samples / out_rate - time.monotonic()
+            if not reply.finished.is_set():
+                await asyncio.wait({asyncio.ensure_future(reply.finished.wait())}, timeout=max(remaining_wall, 0) + 0.05)
+            reply.finished.set()
+            if reply.interrupted:
+                # Both barge-in signals (§5): the audio block ends INTERRUPTED, and the FINAL text says
+                # what was actually heard, followed by the interrupted marker.
+                heard_fraction = (reply.heard_out_samples or 0) / max(reply.total_out_samples, 1)
+                final_text = _spoken_prefix(text, heard_fraction)
+                await self._send(wire.output_content_end(**ids, content_id=cid, type="AUDIO", stop_reason="INTERRUPTED"))
+                tid = str(uuid.uuid4())
+                await self._send(wire.output_content_start(**ids, content_id=tid, type="TEXT", role="ASSISTANT", generation_stage="FINAL"))
+                if final_text:
+                    await self._send(wire.text_output(**ids, content_id=tid, role="ASSISTANT", content=final_text))
+                await self._send(wire.text_output(**ids, content_id=tid, role="ASSISTANT", content=wire.INTERRUPTED_MARKER_TEXT))
+                await self._send(wire.output_content_end(**ids, content_id=tid, type="TEXT", stop_reason="INTERRUPTED"))
+                spoken_samples = reply.heard_out_samples or 0
+            else:
+                await self._send(wire.output_content_end(**ids, content_id=cid, type="AUDIO", stop_reason="END_TURN"))
+                await self._text_block("ASSISTANT", "FINAL", text)
+                final_text = text
+                spoken_samples = reply.total_out_samples
+            await self._send_usage(user_text, final_text, heard, spoken_samples)
+            record = {
+                "user_text": user_text,
+                "reply_text": text,
+                "spoken_text": final_text,
+                "interrupted": reply.interrupted,
+                "decided_at": decided_at,
+                "first_audio_at": first_audio_at,
+            }
+            self.turns.append(record)
+            if self.options.on_turn is not None:
+                self.options.on_turn(record)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("emulator reply failed")
+            if self.stream is not None:
+                await self.stream.send_exception("internalServerException", "The emulator failed to produce a reply.")
+
+    async def _send_usage(self, user_text: str, spoken: str, heard: Any, out_samples: int) -> None:
+        assert self.validator is not None
+        # Token estimates: ~4 characters per text token; ~25 speech tokens per second of audio.
+        in_rate = self.validator.settings.input_sample_rate
+        out_rate = self.validator.settings.output_sample_rate
+        d_in = {
+            "speechTokens": int(25 * heard.size / in_rate) if isinstance(heard, np.ndarray) else 0,
+            "textTokens": math.ceil(len(user_text) / 4),
+        }
+        d_out = {"speechTokens": int(25 * out_samples / out_rate), "textTokens": math.ceil(len(spoken) / 4)}
+        for total, delta in ((self._usage_in, d_in), (self._usage_out, d_out)):
+            for k in total:
+                total[k] += delta[k]
+        await self._send(
+            wire.usage_event(
+                **self._ids(), delta_input=d_in, delta_output=d_out, total_input=self._usage_in, total_output=self._usage_out
+            )
+        )
+
+
+def _spoken_prefix(text: str, fraction: float) -> str:
+    """The words of ``text`` spoken in the first ``fraction`` of its audio (by word count)."""
+    words = text.split()
+    n = int(len(words) * min(max(fraction, 0.0), 1.0))
+    return " ".join(words[:n])
+
+
+def conversation_handler(options: ConversationOptions | None = None) -> Callable[[ServerStream], Any]:
+    """A stream handler for :class:`~nova_nb.emulator.server.EmulatorServer`."""
+
+    async def handle(stream: ServerStream) -> None:
+        await Conversation(options).run(stream)
+
+    return handle

@@ -1,0 +1,44 @@
+"""The provider-agnostic speech-to-speech API: ``from nova_nb import s2s``.
+
+>>> from nova_nb import s2s
+>>> provider = s2s.new_provider("local")            # doctest: +SKIP
+>>> ctx = s2s.ConversationContext(system_prompt="You are a friendly assistant.")
+"""
+
+from ..errors import (
+    AudioFormatError,
+    ConfigError,
+    NovaNbError,
+    ProtocolError,
+    SessionClosedError,
+    StreamError,
+)
+from . import events
+from .config import LATENCY_TARGETS, Config, Secret, default_config
+from .registry import new_provider, providers, register_provider
+from .session import S2SProvider, S2SSession, StreamingS2SProvider
+from .types import AudioOutputChunk, ConversationContext, HistoryMessage, Tool
+
+__all__ = [
+    "LATENCY_TARGETS",
+    "AudioFormatError",
+    "AudioOutputChunk",
+    "Config",
+    "ConfigError",
+    "ConversationContext",
+    "HistoryMessage",
+    "NovaNbError",
+    "ProtocolError",
+    "S2SProvider",
+    "S2SSession",
+    "Secret",
+    "SessionClosedError",
+    "StreamError",
+    "StreamingS2SProvider",
+    "Tool",
+    "default_config",
+    "events",
+    "new_provider",
+    "providers",
+    "register_provider",
+]

@@ -1,0 +1,139 @@
+"""Typed session events: what ``session.events()`` yields.
+
+Provider-agnostic and semantic (a transcript with its role and stage, an interruption, a turn end),
+built by the provider's protocol layer from the wire events. Every event carries ``timestamp``: the
+``time.monotonic()`` at which it arrived, the one clock all measurements in nova_nb use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Stage = Literal["SPECULATIVE", "FINAL"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    timestamp: float
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionStarted(Event):
+    """The stream is open and the setup events (system prompt, history, audio block) were queued."""
+
+    prompt_name: str
+    model_id: str
+    voice_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompletionStarted(Event):
+    session_id: str
+    completion_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Transcript(Event):
+    """Text from the model: the user's speech as recognised (USER), or the reply (ASSISTANT).
+
+    SPECULATIVE is what the model is about to say; FINAL is what was actually spoken.
+    """
+
+    role: str
+    text: str
+    stage: Stage | None
+    content_id: str
+    completion_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudioOutput(Event):
+    """One audioOutput event (the same audio ``receive_audio()`` hands out, unless dropped)."""
+
+    audio: bytes = field(repr=False)
+    content_id: str
+    sample_rate: int
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.audio) / 2 / self.sample_rate
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolUse(Event):
+    tool_name: str
+    tool_use_id: str
+    arguments: dict[str, Any]
+    content_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolResultSent(Event):
+    tool_use_id: str
+    result: Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class Interruption(Event):
+    """The user spoke over the reply (barge-in). The session dropped audio it had not handed out.
+
+    ``signal`` is which of the two service signals arrived first: ``"stopReason"`` (a contentEnd with
+    stopReason INTERRUPTED) or ``"marker"`` (a textOutput of ``{ "interrupted" : true }``).
+    """
+
+    content_id: str | None
+    signal: Literal["stopReason", "marker"]
+    dropped_bytes: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContentEnded(Event):
+    """A content block ended. For ASSISTANT AUDIO, END_TURN/INTERRUPTED marks the end of a spoken turn."""
+
+    content_id: str
+    type: str
+    role: str | None
+    stop_reason: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Usage(Event):
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompletionEnded(Event):
+    completion_id: str
+    stop_reason: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamErrorEvent(Event):
+    """The stream failed. ``code`` is the service's exception type or a local code (e.g. StreamReset)."""
+
+    code: str
+    message: str
+    recoverable: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionClosed(Event):
+    """The session ended: ``reason`` is "closed" (by the client), "ended" (by the service) or "error"."""
+
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnknownEvent(Event):
+    """An output event this version does not know. Passed through rather than dropped."""
+
+    name: str
+    payload: dict[str, Any]
