@@ -11,6 +11,7 @@ milliseconds with Python's ``ssl`` and says what is wrong.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import socket
 import ssl
@@ -96,3 +97,14 @@ def check_tls_trust(
             f"{endpoint_uri} did not negotiate HTTP/2 (ALPN h2, got {protocol!r}); the SDK's "
             "bidirectional stream needs it"
         )
+
+
+async def check_tls_trust_async(
+    endpoint_uri: str, ca_file: str | Path, timeout: float = DEFAULT_TRUST_CHECK_TIMEOUT_S
+) -> None:
+    """:func:`check_tls_trust` in a worker thread, so the calling event loop keeps running.
+
+    Needed whenever the server may run on the caller's own loop (an in-process emulator), where the
+    blocking handshake would wait for a server that cannot answer.
+    """
+    await asyncio.to_thread(check_tls_trust, endpoint_uri, ca_file, timeout)

@@ -97,9 +97,9 @@ async def make_client(config: Config) -> AsyncBedrockRuntimeClient:
     from aws_sdk_bedrock_runtime.config import AsyncBedrockRuntimeConfig
     from smithy_http.aio.crt import AWSCRTHTTPClient
 
-    from ._crt import CATrustingCRTClient
+    from ._crt import TrustingCRTHTTPClient
 
-    transport: Any = CATrustingCRTClient(config.ca_file) if config.ca_file else AWSCRTHTTPClient()
+    transport: Any = TrustingCRTHTTPClient(config.ca_file) if config.ca_file else AWSCRTHTTPClient()
     options: dict[str, Any] = {
         "region": config.region,
         "transport": transport,

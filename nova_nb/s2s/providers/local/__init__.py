@@ -1,0 +1,83 @@
+"""The ``local`` provider: the real ``amazon_nova`` provider bound to an in-process emulator.
+
+No AWS account needed. ``new_provider("local")`` starts a background emulator (or reuses the one
+already running for the same engine and region) on 127.0.0.1 with a CA and credentials made for
+this run, and returns an :class:`~..amazon_nova.provider.AmazonNovaProvider` configured for it, so
+every byte goes through the same SDK, HTTP/2, SigV4 and event-stream code as with the real service.
+
+Options beyond Config's fields:
+
+``engine``
+    what the emulated model does: ``"scripted"`` (no speech models; deterministic, instant) or a
+    :class:`~nova_nb.emulator.conversation.ConversationOptions` (own brain, faults, ...), which
+    gets an emulator of its own.
+``emulator``
+    an already running :class:`~nova_nb.emulator.BackgroundEmulator` to talk to.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ....emulator.background import BackgroundEmulator
+from ....emulator.conversation import ConversationOptions, ScriptedBrain, conversation_handler
+from ....errors import ConfigError, one_of
+from ...config import Config
+from ..amazon_nova.provider import AmazonNovaProvider
+
+ENGINES: dict[str, Any] = {"scripted": lambda: ConversationOptions(brain_factory=ScriptedBrain)}
+DEFAULT_ENGINE = "scripted"
+
+_lock = threading.Lock()
+_shared: dict[tuple[str, str], BackgroundEmulator] = {}
+
+
+class LocalProvider(AmazonNovaProvider):
+    """``amazon_nova`` talking to a local emulator. ``emulator`` is the server it talks to."""
+
+    name = "local"
+
+    def __init__(self, config: Config, emulator: BackgroundEmulator) -> None:
+        super().__init__(config)
+        self.emulator = emulator
+
+
+def shared_emulator(engine: str = DEFAULT_ENGINE, region: str = "us-east-1") -> BackgroundEmulator:
+    """The process-wide emulator for ``engine`` and ``region``, started on first use."""
+    with _lock:
+        emulator = _shared.get((engine, region))
+        if emulator is None or not emulator.running:
+            emulator = BackgroundEmulator(handler=conversation_handler(ENGINES[engine]()), region=region).start()
+            _shared[(engine, region)] = emulator
+        return emulator
+
+
+def create(config: Config, engine: str | ConversationOptions = DEFAULT_ENGINE, emulator: BackgroundEmulator | None = None) -> LocalProvider:
+    """The registry's factory for ``local``."""
+    if config.endpoint_uri is not None or config.aws_access_key_id is not None or config.profile is not None:
+        raise ConfigError(
+            "the local provider runs its own emulator with its own endpoint and credentials; "
+            "for another endpoint use new_provider('amazon_nova', endpoint_uri=..., ca_file=...)"
+        )
+    if emulator is None:
+        if isinstance(engine, ConversationOptions):
+            emulator = BackgroundEmulator(handler=conversation_handler(engine), region=config.region).start()
+        elif engine in ENGINES:
+            emulator = shared_emulator(engine, config.region)
+        else:
+            raise ConfigError(
+                f"unknown local engine {engine!r}: use {one_of(ENGINES)} or a ConversationOptions instance"
+            )
+    elif not isinstance(emulator, BackgroundEmulator):
+        raise ConfigError(f"emulator must be a nova_nb.emulator.BackgroundEmulator, got {type(emulator).__name__}")
+    creds = emulator.credentials
+    bound = config.replace(
+        endpoint_uri=emulator.endpoint_uri,
+        ca_file=str(emulator.ca_file),
+        region=emulator.region,
+        aws_access_key_id=creds.access_key_id,
+        aws_secret_access_key=creds.secret_access_key,
+        aws_session_token=creds.session_token,
+    )
+    return LocalProvider(bound, emulator)
