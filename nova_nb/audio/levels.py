@@ -14,7 +14,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from nova_nb.audio.pcm import _bytes_like_to_pcm16
+from nova_nb.audio.pcm import bytes_to_pcm16
 from nova_nb.errors import AudioFormatError
 
 __all__ = ["DBFS_FLOOR", "is_silent", "peak_dbfs", "rms_dbfs"]
@@ -26,7 +26,7 @@ DBFS_FLOOR: Final = -120.0
 def _as_unit_float(pcm: object) -> npt.NDArray[np.float64]:
     """Return samples as float64 with full scale 1.0, whatever the accepted input type."""
     if isinstance(pcm, bytes | bytearray | memoryview):
-        pcm = _bytes_like_to_pcm16(pcm)
+        pcm = bytes_to_pcm16(pcm)
     if isinstance(pcm, list | tuple):
         raise AudioFormatError(
             f"pcm must be a numpy array or PCM bytes; got a {type(pcm).__name__} (use numpy.asarray(...))"

@@ -40,6 +40,7 @@ __all__ = [
     "Reframer",
     "StreamResampler",
     "bytes_to_pcm16",
+    "check_pcm16",
     "check_rate",
     "duration_s",
     "float32_to_pcm16",
@@ -115,8 +116,33 @@ def check_rate(rate: object, name: str = "sample_rate") -> int:
     return value
 
 
-def _check_int16_1d(pcm: object, name: str = "pcm") -> npt.NDArray[np.int16]:
-    """Return ``pcm`` if it is a 1-D int16 array (any byte order, made native), else raise."""
+def check_pcm16(pcm: object, name: str = "pcm") -> npt.NDArray[np.int16]:
+    """Check that ``pcm`` is a 1-D int16 array and return it in native byte order.
+
+    Parameters
+    ----------
+    pcm : object
+        The value to check.
+    name : str
+        How the value is called in the caller's API, for the error message.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``pcm`` itself, or a native-order copy of a byte-swapped array.
+
+    Raises
+    ------
+    AudioFormatError
+        For lists, other types, other dtypes and other dimensions, with a hint at the fix.
+
+    Examples
+    --------
+    >>> check_pcm16(np.zeros(2, dtype=np.float32))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    nova_nb.errors.AudioFormatError: pcm must have dtype int16; got float32 (convert floats in [-1, 1] ...
+    """
     if isinstance(pcm, list | tuple):
         raise AudioFormatError(
             f"{name} must be a numpy int16 array; got a {type(pcm).__name__} "
@@ -262,7 +288,7 @@ def pcm16_to_bytes(pcm: npt.NDArray[np.int16]) -> bytes:
     >>> pcm16_to_bytes(np.array([1, -1], dtype=np.int16))
     b'\\x01\\x00\\xff\\xff'
     """
-    checked = _check_int16_1d(pcm)
+    checked = check_pcm16(pcm)
     return checked.astype("<i2", copy=False).tobytes()
 
 
@@ -584,7 +610,7 @@ class StreamResampler:
         numpy.ndarray
             1-D int16 samples at ``to_rate`` (may be empty while the filter fills).
         """
-        checked = _check_int16_1d(pcm)
+        checked = check_pcm16(pcm)
         if self._stream is None:
             return checked.copy()
         out = self._stream.resample_chunk(pcm16_to_float32(checked), last=last)

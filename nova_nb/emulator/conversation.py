@@ -93,7 +93,11 @@ class ScriptedBrain:
         syllable = int(0.18 * rate)
         t = np.arange(syllable) / rate
         envelope = np.sin(np.pi * np.arange(syllable) / syllable) ** 2
-        base = 110.0 if settings.voice_id in {"matthew", "florian", "lorenzo", "lennart", "carlos", "leo", "arjun"} else 200.0
+        base = (
+            110.0
+            if settings.voice_id in {"matthew", "florian", "lorenzo", "lennart", "carlos", "leo", "arjun"}
+            else 200.0
+        )
         for i, word in enumerate(text.split()):
             f0 = base * (1.0 + 0.08 * ((i * 7) % 5))
             tone = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in (1, 2, 3))
@@ -171,7 +175,7 @@ class Conversation:
 
     # -- output helpers ------------------------------------------------------------------------
 
-    def _ids(self) -> dict[str, str]:
+    def _ids(self) -> dict[str, Any]:
         assert self.validator is not None and self.completion_id is not None
         return {
             "session_id": self.session_id,
@@ -191,9 +195,15 @@ class Conversation:
 
     async def _text_block(self, role: str, stage: str, text: str, stop: str = "END_TURN") -> None:
         cid = str(uuid.uuid4())
-        await self._send(wire.output_content_start(**self._ids(), content_id=cid, type="TEXT", role=role, generation_stage=stage))
+        await self._send(
+            wire.output_content_start(
+                **self._ids(), content_id=cid, type="TEXT", role=role, generation_stage=stage
+            )
+        )
         await self._send(wire.text_output(**self._ids(), content_id=cid, role=role, content=text))
-        await self._send(wire.output_content_end(**self._ids(), content_id=cid, type="TEXT", stop_reason=stop))
+        await self._send(
+            wire.output_content_end(**self._ids(), content_id=cid, type="TEXT", stop_reason=stop)
+        )
 
     # -- the stream ----------------------------------------------------------------------------
 
@@ -212,7 +222,8 @@ class Conversation:
                     # The service ends a stream at its limit with modelTimeoutException (§1).
                     await self._stop_reply()
                     await stream.send_exception(
-                        "modelTimeoutException", f"Session exceeded the maximum duration of {limit:g} seconds."
+                        "modelTimeoutException",
+                        f"Session exceeded the maximum duration of {limit:g} seconds.",
                     )
                     return
                 raw = receive.result()
@@ -334,7 +345,9 @@ class Conversation:
 
     def _start_reply(self, heard: np.ndarray | str, *, typed: bool) -> None:
         previous = self.reply
-        reply = _Reply(content_id=str(uuid.uuid4()), start_sample=self.samples_received, start_wall=time.monotonic())
+        reply = _Reply(
+            content_id=str(uuid.uuid4()), start_sample=self.samples_received, start_wall=time.monotonic()
+        )
         self.reply = reply
         reply.task = asyncio.ensure_future(self._respond(reply, heard, typed, previous))
 
@@ -345,7 +358,9 @@ class Conversation:
 
     # -- one reply -----------------------------------------------------------------------------
 
-    async def _respond(self, reply: _Reply, heard: np.ndarray | str, typed: bool, previous: _Reply | None) -> None:
+    async def _respond(
+        self, reply: _Reply, heard: np.ndarray | str, typed: bool, previous: _Reply | None
+    ) -> None:
         assert self.validator is not None
         settings = self.validator.settings
         try:
@@ -358,7 +373,9 @@ class Conversation:
                 user_text = str(heard)
             else:
                 assert isinstance(heard, np.ndarray)
-                user_text = await asyncio.to_thread(self.brain.transcribe, heard, settings.input_sample_rate, settings)
+                user_text = await asyncio.to_thread(
+                    self.brain.transcribe, heard, settings.input_sample_rate, settings
+                )
                 await self._text_block("USER", "FINAL", user_text)
             text = await asyncio.to_thread(self.brain.reply, user_text, settings)
             reply.text = text
@@ -382,7 +399,9 @@ class Conversation:
                     if reply.interrupted:
                         break
                     chunk = piece[start : start + chunk_samples]
-                    await self._send(wire.audio_output(**ids, content_id=cid, pcm=chunk.astype("<i2").tobytes()))
+                    await self._send(
+                        wire.audio_output(**ids, content_id=cid, pcm=chunk.astype("<i2").tobytes())
+                    )
                     first_audio_at = first_audio_at or time.monotonic()
                     reply.sent_out_samples += chunk.size
                     await asyncio.sleep(0)  # let input (and barge-in) through between chunks
@@ -394,23 +413,41 @@ class Conversation:
             out_rate = settings.output_sample_rate
             remaining_wall = reply.start_wall + reply.total_out_samples / out_rate - time.monotonic()
             if not reply.finished.is_set():
-                await asyncio.wait({asyncio.ensure_future(reply.finished.wait())}, timeout=max(remaining_wall, 0) + 0.05)
+                await asyncio.wait(
+                    {asyncio.ensure_future(reply.finished.wait())}, timeout=max(remaining_wall, 0) + 0.05
+                )
             reply.finished.set()
             if reply.interrupted:
                 # Both barge-in signals (§5): the audio block ends INTERRUPTED, and the FINAL text says
                 # what was actually heard, followed by the interrupted marker.
                 heard_fraction = (reply.heard_out_samples or 0) / max(reply.total_out_samples, 1)
                 final_text = _spoken_prefix(text, heard_fraction)
-                await self._send(wire.output_content_end(**ids, content_id=cid, type="AUDIO", stop_reason="INTERRUPTED"))
+                await self._send(
+                    wire.output_content_end(**ids, content_id=cid, type="AUDIO", stop_reason="INTERRUPTED")
+                )
                 tid = str(uuid.uuid4())
-                await self._send(wire.output_content_start(**ids, content_id=tid, type="TEXT", role="ASSISTANT", generation_stage="FINAL"))
+                await self._send(
+                    wire.output_content_start(
+                        **ids, content_id=tid, type="TEXT", role="ASSISTANT", generation_stage="FINAL"
+                    )
+                )
                 if final_text:
-                    await self._send(wire.text_output(**ids, content_id=tid, role="ASSISTANT", content=final_text))
-                await self._send(wire.text_output(**ids, content_id=tid, role="ASSISTANT", content=wire.INTERRUPTED_MARKER_TEXT))
-                await self._send(wire.output_content_end(**ids, content_id=tid, type="TEXT", stop_reason="INTERRUPTED"))
+                    await self._send(
+                        wire.text_output(**ids, content_id=tid, role="ASSISTANT", content=final_text)
+                    )
+                await self._send(
+                    wire.text_output(
+                        **ids, content_id=tid, role="ASSISTANT", content=wire.INTERRUPTED_MARKER_TEXT
+                    )
+                )
+                await self._send(
+                    wire.output_content_end(**ids, content_id=tid, type="TEXT", stop_reason="INTERRUPTED")
+                )
                 spoken_samples = reply.heard_out_samples or 0
             else:
-                await self._send(wire.output_content_end(**ids, content_id=cid, type="AUDIO", stop_reason="END_TURN"))
+                await self._send(
+                    wire.output_content_end(**ids, content_id=cid, type="AUDIO", stop_reason="END_TURN")
+                )
                 await self._text_block("ASSISTANT", "FINAL", text)
                 final_text = text
                 spoken_samples = reply.total_out_samples
@@ -431,7 +468,9 @@ class Conversation:
         except Exception:
             log.exception("emulator reply failed")
             if self.stream is not None:
-                await self.stream.send_exception("internalServerException", "The emulator failed to produce a reply.")
+                await self.stream.send_exception(
+                    "internalServerException", "The emulator failed to produce a reply."
+                )
 
     async def _send_usage(self, user_text: str, spoken: str, heard: Any, out_samples: int) -> None:
         assert self.validator is not None
@@ -448,7 +487,11 @@ class Conversation:
                 total[k] += delta[k]
         await self._send(
             wire.usage_event(
-                **self._ids(), delta_input=d_in, delta_output=d_out, total_input=self._usage_in, total_output=self._usage_out
+                **self._ids(),
+                delta_input=d_in,
+                delta_output=d_out,
+                total_input=self._usage_in,
+                total_output=self._usage_out,
             )
         )
 

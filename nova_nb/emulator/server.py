@@ -194,18 +194,19 @@ class ServerStream:
         self._inbox_ready.set()
 
     def _close_input(self) -> int:
-        """Mark the input ended; return the not yet acknowledged bytes of events left unread."""
-        if not self._input_open:
-            return 0
-        self._input_open = False
+        """Drop unread input (reset, lost connection, broken signature chain, handler done).
+
+        Returns the flow-controlled bytes of the dropped events, which the caller acknowledges.
+        """
         unread = sum(ack for _, ack in self._inbox)
         self._inbox.clear()
+        self._input_open = False
         self._deliver(_END, 0)
         return unread
 
     def _on_data(self, data: bytes, flow_controlled: int) -> int:
         """Take one DATA frame; return the bytes to acknowledge now (the rest when consumed)."""
-        if not self._input_open or self.response_state != "open":
+        if not self._input_open:
             return flow_controlled  # nobody will read it: keep the client's window open
         try:
             messages = self._decoder.feed(data)
@@ -223,7 +224,9 @@ class ServerStream:
             return flow_controlled + self._close_input()
         except EventStreamError as exc:
             logger.info("stream %d: malformed input: %s", self.stream_id, exc)
-            self._connection.spawn(self._fail(MALFORMED_INPUT_EXCEPTION, f"Invalid input event stream: {exc}"))
+            self._connection.spawn(
+                self._fail(MALFORMED_INPUT_EXCEPTION, f"Invalid input event stream: {exc}")
+            )
             return flow_controlled + self._close_input()
         if not delivered:
             # Part of a message, or only the end marker: nothing waits to be consumed, and holding
@@ -233,12 +236,16 @@ class ServerStream:
         self._inbox[-1] = (last_event, flow_controlled)
         return 0
 
-    def _on_input_end(self) -> int:
-        if self._input_open and not self._signed_end:
+    def _on_input_end(self) -> None:
+        """END_STREAM from the client: events not yet read stay readable, then ``None``."""
+        if not self._input_open:
+            return
+        if not self._signed_end:
             logger.info("stream %d: input ended without the signed empty end message", self.stream_id)
-        if self._input_open and self._decoder.buffered:
+        if self._decoder.buffered:
             logger.info("stream %d: input ended inside a message", self.stream_id)
-        return self._close_input()
+        self._input_open = False
+        self._deliver(_END, 0)
 
     async def _fail(self, exception_type: str, message: str) -> None:
         with contextlib.suppress(StreamClosedError):
@@ -496,7 +503,7 @@ class _Connection(asyncio.Protocol):
         elif isinstance(event, h2.events.StreamEnded):
             stream = self._streams.get(event.stream_id)
             if stream is not None:
-                self.acknowledge(event.stream_id, stream._on_input_end())
+                stream._on_input_end()
         elif isinstance(event, h2.events.StreamReset):
             stream = self._streams.get(event.stream_id)
             if stream is not None:
@@ -636,13 +643,17 @@ class _Connection(asyncio.Protocol):
                 await self._writable.wait()
                 continue
             remaining = len(view) - offset
-            size = min(remaining, self._h2.local_flow_control_window(stream_id), self._h2.max_outbound_frame_size)
+            size = min(
+                remaining, self._h2.local_flow_control_window(stream_id), self._h2.max_outbound_frame_size
+            )
             if remaining and size <= 0:
                 waiter.clear()
                 await waiter.wait()
                 continue
             last = offset + size == len(view)
-            self._h2.send_data(stream_id, view[offset : offset + size].tobytes(), end_stream=end_stream and last)
+            self._h2.send_data(
+                stream_id, view[offset : offset + size].tobytes(), end_stream=end_stream and last
+            )
             offset += size
             self._flush()
             if last:
@@ -752,7 +763,9 @@ class EmulatorServer:
         self.port = self._server.sockets[0].getsockname()[1]
         logger.info("Nova Sonic emulator listening on %s", self.endpoint_uri)
 
-    async def stop(self, timeout: float = 5.0) -> None:
+    # The interface takes a timeout (not asyncio.timeout around the call) so that stop() can spend
+    # it on the handlers and still close sockets and remove files when they overrun it.
+    async def stop(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         """Stop listening, close every connection, cancel handlers; bounded by ``timeout``."""
         if self._stopped:
             return

@@ -29,7 +29,7 @@ import re
 import secrets
 import string
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 from urllib.parse import parse_qsl, quote
@@ -362,7 +362,8 @@ def verify_request(
             error_type=UNRECOGNIZED_CLIENT[0],
             service_message=UNRECOGNIZED_CLIENT[1],
         )
-    sent_token = (fields.get("x-amz-security-token") or [None])[0]
+    token_values = fields.get("x-amz-security-token")
+    sent_token = token_values[0] if token_values else None
     if (sent_token is None) != (creds.session_token is None) or not hmac.compare_digest(
         (sent_token or "").encode(), (creds.session_token or "").encode()
     ):

@@ -111,7 +111,11 @@ class Config:
             value = getattr(self, name)
             if isinstance(value, str):
                 object.__setattr__(self, name, Secret(value))
-        if isinstance(self.voice_id, str) and self.model_id in catalog.MODELS and self.language in self.model.locales:
+        if (
+            isinstance(self.voice_id, str)
+            and self.model_id in catalog.MODELS
+            and self.language in self.model.locales
+        ):
             # Validate with the caller's spelling (errors quote it), then store the wire form.
             object.__setattr__(self, "voice_id", validate_voice(self.model_id, self.language, self.voice_id))
         _validate(self)
@@ -269,7 +273,9 @@ def _validate(c: Config) -> None:
     if c.aws_session_token is not None and not has_key:
         raise ConfigError("aws_session_token needs aws_access_key_id and aws_secret_access_key too")
     if has_key and c.profile is not None:
-        raise ConfigError("give either profile=... or explicit aws_access_key_id/aws_secret_access_key, not both")
+        raise ConfigError(
+            "give either profile=... or explicit aws_access_key_id/aws_secret_access_key, not both"
+        )
     if has_key and (not isinstance(c.aws_access_key_id, str) or not c.aws_access_key_id.strip()):
         raise ConfigError("invalid aws_access_key_id: a non-empty string")
     for name in ("aws_secret_access_key", "aws_session_token"):

@@ -82,7 +82,9 @@ def _lookup(name: str) -> _Registration:
     try:
         return _registry[name]
     except KeyError:
-        raise ConfigError(f"unknown provider {name!r}. Registered providers: {', '.join(providers())}.") from None
+        raise ConfigError(
+            f"unknown provider {name!r}. Registered providers: {', '.join(providers())}."
+        ) from None
 
 
 def providers() -> list[str]:
@@ -98,7 +100,9 @@ def new_provider(name: str, config: Config | None = None, **options: Any) -> S2S
     invalid value (saying what is valid).
     """
     if config is not None and not isinstance(config, Config):
-        raise ConfigError(f"config must be a nova_nb.s2s.Config (see s2s.default_config()), got {type(config)}")
+        raise ConfigError(
+            f"config must be a nova_nb.s2s.Config (see s2s.default_config()), got {type(config)}"
+        )
     registration = _lookup(name)
     fields = set(option_names())
     check_option_names(options, valid=tuple(sorted(fields | registration.extra_options)))

@@ -67,7 +67,11 @@ class Tool:
 
     def __post_init__(self) -> None:
         # Tool names: letters, digits, '_' and '-'. [AWS speech-tools-bp]
-        if not self.name or not all(ch.isalnum() or ch in "_-" for ch in self.name) or not self.name.isascii():
+        if (
+            not self.name
+            or not all(ch.isalnum() or ch in "_-" for ch in self.name)
+            or not self.name.isascii()
+        ):
             raise ConfigError(f"tool name {self.name!r} is not valid: use ASCII letters, digits, '_' and '-'")
         if not isinstance(self.description, str) or not self.description:
             raise ConfigError(f"tool {self.name!r} needs a non-empty description")

@@ -100,7 +100,9 @@ def check_tls_trust(
 
 
 async def check_tls_trust_async(
-    endpoint_uri: str, ca_file: str | Path, timeout: float = DEFAULT_TRUST_CHECK_TIMEOUT_S
+    endpoint_uri: str,
+    ca_file: str | Path,
+    timeout: float = DEFAULT_TRUST_CHECK_TIMEOUT_S,  # noqa: ASYNC109 - the socket's timeout, in the thread
 ) -> None:
     """:func:`check_tls_trust` in a worker thread, so the calling event loop keeps running.
 

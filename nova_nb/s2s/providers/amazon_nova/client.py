@@ -276,7 +276,10 @@ class NovaClientProtocol:
         cid = str(body.get("contentId", ""))
         return [
             ev.AudioOutput(
-                timestamp=now, audio=wire.decode_audio(body), content_id=cid, sample_rate=self.output_sample_rate
+                timestamp=now,
+                audio=wire.decode_audio(body),
+                content_id=cid,
+                sample_rate=self.output_sample_rate,
             )
         ]
 
@@ -312,7 +315,9 @@ class NovaClientProtocol:
         self.completion_ended = True
         return [
             ev.CompletionEnded(
-                timestamp=now, completion_id=str(body.get("completionId", "")), stop_reason=body.get("stopReason")
+                timestamp=now,
+                completion_id=str(body.get("completionId", "")),
+                stop_reason=body.get("stopReason"),
             )
         ]
 

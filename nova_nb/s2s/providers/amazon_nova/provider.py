@@ -34,7 +34,11 @@ class AmazonNovaProvider(StreamingS2SProvider):
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            if self.config.endpoint_uri is not None and self.config.ca_file is not None and not self._tls_checked:
+            if (
+                self.config.endpoint_uri is not None
+                and self.config.ca_file is not None
+                and not self._tls_checked
+            ):
                 from ._crt import check_tls_trust_async
 
                 await check_tls_trust_async(self.config.endpoint_uri, self.config.ca_file)

@@ -155,7 +155,9 @@ class NovaSession(S2SSession):
         done, _ = await asyncio.wait({invoke}, timeout=timeout)
         if not done:
             invoke.cancel()
-            raise StreamError(f"opening the stream took more than {timeout:g} s", code="Timeout", recoverable=True)
+            raise StreamError(
+                f"opening the stream took more than {timeout:g} s", code="Timeout", recoverable=True
+            )
         try:
             self._stream = invoke.result()
         except Exception as exc:
@@ -174,9 +176,9 @@ class NovaSession(S2SSession):
                 code="Timeout",
                 recoverable=True,
             )
-        if (exc := self._opened.exception()) is not None:
+        if (open_error := self._opened.exception()) is not None:
             await self._abort()
-            raise exc
+            raise open_error
         self._publish(
             ev.SessionStarted(
                 timestamp=time.monotonic(),
@@ -201,7 +203,11 @@ class NovaSession(S2SSession):
                 item = await queue.get()
                 if item is _CLOSE:
                     break
-                await send(InvokeModelWithBidirectionalStreamInputChunk(value=BidirectionalInputPayloadPart(bytes_=item)))
+                await send(
+                    InvokeModelWithBidirectionalStreamInputChunk(
+                        value=BidirectionalInputPayloadPart(bytes_=item)
+                    )
+                )
                 self.events_sent += 1
                 if queue.qsize() < SEND_QUEUE_HIGH_WATER // 2:
                     self._drained.set()
@@ -237,7 +243,9 @@ class NovaSession(S2SSession):
                 except ProtocolError as exc:
                     log.warning("unparsable output event dropped: %s", exc)
                     self._publish(
-                        ev.StreamErrorEvent(timestamp=now, code="ProtocolError", message=str(exc), recoverable=False)
+                        ev.StreamErrorEvent(
+                            timestamp=now, code="ProtocolError", message=str(exc), recoverable=False
+                        )
                     )
                     continue
                 for event in events:
@@ -320,7 +328,13 @@ class NovaSession(S2SSession):
         self.dropped_output_bytes += dropped
         self._audio.put(
             AudioOutputChunk(
-                b"", event.timestamp, True, None, self.config.output_sample_rate, event.content_id, interrupted=True
+                b"",
+                event.timestamp,
+                True,
+                None,
+                self.config.output_sample_rate,
+                event.content_id,
+                interrupted=True,
             )
         )
         return dropped
@@ -362,7 +376,11 @@ class NovaSession(S2SSession):
         self._failure = error
         now = time.monotonic()
         log.info("session failed: %s", error)
-        self._publish(ev.StreamErrorEvent(timestamp=now, code=error.code, message=str(error.args[0]), recoverable=error.recoverable))
+        self._publish(
+            ev.StreamErrorEvent(
+                timestamp=now, code=error.code, message=str(error.args[0]), recoverable=error.recoverable
+            )
+        )
         self._audio.put(AudioOutputChunk(b"", now, True, error, self.config.output_sample_rate))
         self._drained.set()  # wake a send_audio() waiting on backpressure so it sees the failure
         self._finish("error")
@@ -415,14 +433,20 @@ class NovaSession(S2SSession):
             if not done:
                 self._fail(
                     StreamError(
-                        f"the stream accepted no input for {self.config.open_timeout_s:g} s", code="Timeout", recoverable=True
+                        f"the stream accepted no input for {self.config.open_timeout_s:g} s",
+                        code="Timeout",
+                        recoverable=True,
                     )
                 )
             if self._failure is not None:
                 raise SessionClosedError(f"the session failed: {self._failure}")
 
     async def send_audio(
-        self, audio: bytes | bytearray | memoryview | np.ndarray, *, sample_rate: int | None = None, pace: bool = False
+        self,
+        audio: bytes | bytearray | memoryview | np.ndarray,
+        *,
+        sample_rate: int | None = None,
+        pace: bool = False,
     ) -> None:
         """Send user audio. Bytes: 16-bit LE mono PCM at the input rate (or ``sample_rate``).
         Arrays: int16 or float32, mono ``(n,)`` or multichannel ``(n, channels)``, at ``sample_rate``
@@ -450,7 +474,10 @@ class NovaSession(S2SSession):
     async def _send_frame(self, frame: bytes, pace: bool) -> None:
         if pace:
             now = time.monotonic()
-            if self._pace_origin is None or self._pace_origin + self.audio_samples_sent / self.config.input_sample_rate < now - 0.5:
+            if (
+                self._pace_origin is None
+                or self._pace_origin + self.audio_samples_sent / self.config.input_sample_rate < now - 0.5
+            ):
                 # (Re)start the audio clock; after a long pause, do not burst to catch up.
                 self._pace_origin = now - self.audio_samples_sent / self.config.input_sample_rate
             due = self._pace_origin + self.audio_samples_sent / self.config.input_sample_rate
@@ -476,12 +503,12 @@ class NovaSession(S2SSession):
             await self._enqueue(wire.encode(event))
         self._publish(ev.ToolResultSent(timestamp=time.monotonic(), tool_use_id=tool_use_id, result=result))
 
-    async def receive_audio(self) -> AsyncIterator[AudioOutputChunk]:  # type: ignore[override]
+    async def receive_audio(self) -> AsyncIterator[AudioOutputChunk]:
         """The model's speech: chunks as they arrive; ends when the session ends."""
         while (chunk := await self._audio.get()) is not None:
             yield chunk
 
-    async def events(self) -> AsyncIterator[ev.Event]:  # type: ignore[override]
+    async def events(self) -> AsyncIterator[ev.Event]:
         """Every typed event since the session opened; ends with SessionClosed."""
         while (event := await self._events.get()) is not None:
             yield event

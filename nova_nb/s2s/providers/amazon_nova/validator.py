@@ -111,7 +111,9 @@ class InputValidator:
         name = self._require(body, "contentName", event)
         block = self._blocks.get(name)
         if block is None:
-            raise self._fail(f"Invalid input: {event} for contentName '{name}' that has no open contentStart.")
+            raise self._fail(
+                f"Invalid input: {event} for contentName '{name}' that has no open contentStart."
+            )
         return name, block
 
     # -- the state machine -----------------------------------------------------------------------
@@ -124,7 +126,8 @@ class InputValidator:
             raise self._fail(f"Invalid input request: {exc}") from None
         if name not in wire.INPUT_EVENT_NAMES:
             raise self._fail(
-                f"Invalid input request: unknown event '{name}'. Expected one of {', '.join(wire.INPUT_EVENT_NAMES)}."
+                f"Invalid input request: unknown event '{name}'. "
+                f"Expected one of {', '.join(wire.INPUT_EVENT_NAMES)}."
             )
         if self.stage == "ended":
             raise self._fail(f"Invalid input request: {name} received after sessionEnd.")
@@ -190,11 +193,15 @@ class InputValidator:
             spec = tool.get("toolSpec", {}) if isinstance(tool, dict) else {}
             schema = (spec.get("inputSchema") or {}).get("json")
             if not spec.get("name") or not isinstance(schema, str):
-                raise self._fail("Invalid input: each tool needs toolSpec.name and inputSchema.json (a JSON string).")
+                raise self._fail(
+                    "Invalid input: each tool needs toolSpec.name and inputSchema.json (a JSON string)."
+                )
             try:
                 json.loads(schema)
             except ValueError:
-                raise self._fail(f"Invalid input: inputSchema.json of tool '{spec['name']}' is not valid JSON.") from None
+                raise self._fail(
+                    f"Invalid input: inputSchema.json of tool '{spec['name']}' is not valid JSON."
+                ) from None
         s.tools = tools
         self.stage = "prompt"
         return InputEvent("promptStart", body)
@@ -213,11 +220,16 @@ class InputValidator:
         interactive = bool(body.get("interactive", False))
         open_text = [b for b in self._blocks.values() if b.type == "TEXT"]
         if open_text:
-            raise self._fail("Invalid input request: a TEXT content block is still open; send its contentEnd first.")
+            raise self._fail(
+                "Invalid input request: a TEXT content block is still open; send its contentEnd first."
+            )
         block = _OpenBlock(type=ctype, role=str(role), interactive=interactive)
         if ctype == "TEXT":
             if role not in wire.INPUT_TEXT_ROLES:
-                raise self._fail(f"Invalid input: TEXT role must be one of {', '.join(wire.INPUT_TEXT_ROLES)}, got '{role}'.")
+                raise self._fail(
+                    f"Invalid input: TEXT role must be one of {', '.join(wire.INPUT_TEXT_ROLES)}, "
+                    f"got '{role}'."
+                )
             if role == "SYSTEM":
                 if self._system_seen or self._history_count or self._audio_started:
                     raise self._fail("Invalid input: the SYSTEM prompt must be the first content, sent once.")
@@ -232,7 +244,9 @@ class InputValidator:
                 else:
                     self._history_count += 1
             elif not self.model.cross_modal_text:
-                raise self._fail(f"Invalid input: interactive text input is not supported by {self.model.id}.")
+                raise self._fail(
+                    f"Invalid input: interactive text input is not supported by {self.model.id}."
+                )
         elif ctype == "AUDIO":
             if role != "USER":
                 raise self._fail(f"Invalid input: AUDIO content must have role USER, got '{role}'.")
@@ -259,14 +273,16 @@ class InputValidator:
             cfg = body.get("toolResultInputConfiguration") or {}
             tool_use_id = cfg.get("toolUseId")
             if not tool_use_id:
-                raise self._fail("Invalid input: TOOL contentStart needs toolResultInputConfiguration.toolUseId.")
+                raise self._fail(
+                    "Invalid input: TOOL contentStart needs toolResultInputConfiguration.toolUseId."
+                )
             block.tool_use_id = tool_use_id
         self._blocks[name] = block
         self._used_names.add(name)
         return InputEvent("contentStart", body, ctype, str(role), interactive)
 
     def _on_textInput(self, body: dict[str, Any]) -> InputEvent:
-        name, block = self._block(body, "textInput")
+        _, block = self._block(body, "textInput")
         if block.type != "TEXT":
             raise self._fail(f"Invalid input: textInput for a {block.type} content block.")
         content = body.get("content")
@@ -290,7 +306,7 @@ class InputValidator:
     def _on_audioInput(self, body: dict[str, Any]) -> InputEvent:
         if any(b.type == "TEXT" for b in self._blocks.values()):
             raise self._fail(MSG_HISTORY_BEFORE_AUDIO)
-        name, block = self._block(body, "audioInput")
+        _, block = self._block(body, "audioInput")
         if block.type != "AUDIO":
             raise self._fail(f"Invalid input: audioInput for a {block.type} content block.")
         try:
@@ -302,7 +318,7 @@ class InputValidator:
         return InputEvent("audioInput", body, "AUDIO", "USER", True)
 
     def _on_toolResult(self, body: dict[str, Any]) -> InputEvent:
-        name, block = self._block(body, "toolResult")
+        _, block = self._block(body, "toolResult")
         if block.type != "TOOL":
             raise self._fail(f"Invalid input: toolResult for a {block.type} content block.")
         content = body.get("content")

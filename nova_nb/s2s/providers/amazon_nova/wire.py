@@ -334,7 +334,9 @@ def text_output(
     return _wrap("textOutput", body)
 
 
-def audio_output(*, session_id: str, prompt_name: str, completion_id: str, content_id: str, pcm: bytes) -> Event:
+def audio_output(
+    *, session_id: str, prompt_name: str, completion_id: str, content_id: str, pcm: bytes
+) -> Event:
     body = _ids(session_id, prompt_name, completion_id)
     body.update({"contentId": content_id, "content": base64.b64encode(pcm).decode()})
     return _wrap("audioOutput", body)
@@ -371,7 +373,9 @@ def output_content_end(
     return _wrap("contentEnd", body)
 
 
-def completion_end(*, session_id: str, prompt_name: str, completion_id: str, stop_reason: str = "END_TURN") -> Event:
+def completion_end(
+    *, session_id: str, prompt_name: str, completion_id: str, stop_reason: str = "END_TURN"
+) -> Event:
     body = _ids(session_id, prompt_name, completion_id)
     body["stopReason"] = stop_reason
     return _wrap("completionEnd", body)

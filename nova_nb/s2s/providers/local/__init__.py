@@ -48,12 +48,18 @@ def shared_emulator(engine: str = DEFAULT_ENGINE, region: str = "us-east-1") -> 
     with _lock:
         emulator = _shared.get((engine, region))
         if emulator is None or not emulator.running:
-            emulator = BackgroundEmulator(handler=conversation_handler(ENGINES[engine]()), region=region).start()
+            emulator = BackgroundEmulator(
+                handler=conversation_handler(ENGINES[engine]()), region=region
+            ).start()
             _shared[(engine, region)] = emulator
         return emulator
 
 
-def create(config: Config, engine: str | ConversationOptions = DEFAULT_ENGINE, emulator: BackgroundEmulator | None = None) -> LocalProvider:
+def create(
+    config: Config,
+    engine: str | ConversationOptions = DEFAULT_ENGINE,
+    emulator: BackgroundEmulator | None = None,
+) -> LocalProvider:
     """The registry's factory for ``local``."""
     if config.endpoint_uri is not None or config.aws_access_key_id is not None or config.profile is not None:
         raise ConfigError(
@@ -70,7 +76,9 @@ def create(config: Config, engine: str | ConversationOptions = DEFAULT_ENGINE, e
                 f"unknown local engine {engine!r}: use {one_of(ENGINES)} or a ConversationOptions instance"
             )
     elif not isinstance(emulator, BackgroundEmulator):
-        raise ConfigError(f"emulator must be a nova_nb.emulator.BackgroundEmulator, got {type(emulator).__name__}")
+        raise ConfigError(
+            f"emulator must be a nova_nb.emulator.BackgroundEmulator, got {type(emulator).__name__}"
+        )
     creds = emulator.credentials
     bound = config.replace(
         endpoint_uri=emulator.endpoint_uri,
