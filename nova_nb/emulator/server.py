@@ -158,6 +158,9 @@ class ServerStream:
         self._input_open = True
         self._signed_end = False
         self._send_lock = asyncio.Lock()
+        # Set when bad input condemns the stream: its exception frame must be the last message,
+        # so the handler's own sends are refused from that instant (the frame is sent by a task).
+        self._failing = False
         #: "open", then "ended" (END_STREAM sent), "reset" (either side) or "lost" (connection gone).
         self.response_state = "open"
 
@@ -220,14 +223,12 @@ class ServerStream:
                 delivered += 1
         except SignatureError as exc:
             logger.info("stream %d: %s", self.stream_id, exc)
-            self._connection.spawn(self._fail(exc.error_type, exc.service_message))
-            return flow_controlled + self._close_input()
+            return flow_controlled + self._fail(exc.error_type, exc.service_message)
         except EventStreamError as exc:
             logger.info("stream %d: malformed input: %s", self.stream_id, exc)
-            self._connection.spawn(
-                self._fail(MALFORMED_INPUT_EXCEPTION, f"Invalid input event stream: {exc}")
+            return flow_controlled + self._fail(
+                MALFORMED_INPUT_EXCEPTION, f"Invalid input event stream: {exc}"
             )
-            return flow_controlled + self._close_input()
         if not delivered:
             # Part of a message, or only the end marker: nothing waits to be consumed, and holding
             # the window back for a message bigger than it would deadlock.
@@ -247,13 +248,22 @@ class ServerStream:
         self._input_open = False
         self._deliver(_END, 0)
 
-    async def _fail(self, exception_type: str, message: str) -> None:
-        with contextlib.suppress(StreamClosedError):
-            await self._send(encode_exception(exception_type, message), end_stream=True)
+    def _fail(self, exception_type: str, message: str) -> int:
+        """Answer bad input with an exception frame and end the stream; return bytes to acknowledge."""
+        self._failing = True
+
+        async def send_failure() -> None:
+            with contextlib.suppress(StreamClosedError):
+                await self._send(encode_exception(exception_type, message), end_stream=True, failure=True)
+
+        self._connection.spawn(send_failure())
+        return self._close_input()
 
     # --- output ------------------------------------------------------------------------------
 
-    async def _send(self, data: bytes, *, end_stream: bool = False) -> None:
+    async def _send(self, data: bytes, *, end_stream: bool = False, failure: bool = False) -> None:
+        if self._failing and not failure:
+            raise StreamClosedError(f"stream {self.stream_id}: failed on invalid input")
         async with self._send_lock:
             if self.response_state != "open":
                 raise StreamClosedError(f"stream {self.stream_id}: the response is {self.response_state}")
@@ -314,6 +324,8 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._socket: Any = None
         self._streams: dict[int, ServerStream] = {}
+        # One waiter per stream while a send of it waits for flow-control window (sends of one
+        # stream are serialised, so there is at most one).
         self._window_open: dict[int, asyncio.Event] = {}
         self._writable = asyncio.Event()
         self._writable.set()
@@ -493,7 +505,15 @@ class _Connection(asyncio.Protocol):
 
     def _handle(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RequestReceived):
-            self._on_request(event)
+            try:
+                self._on_request(event)
+            except Exception:
+                # A failing admission hook (or a bug) must cost one call, not the connection.
+                logger.exception("could not open stream %d", event.stream_id)
+                with contextlib.suppress(h2.exceptions.ProtocolError):
+                    self._respond_error(
+                        event.stream_id, HttpError(500, "InternalServerException", INTERNAL_ERROR_MESSAGE)
+                    )
         elif isinstance(event, h2.events.DataReceived):
             stream_id = event.stream_id
             stream = self._streams.get(stream_id)
@@ -570,7 +590,6 @@ class _Connection(asyncio.Protocol):
                 return
         stream = ServerStream(self, stream_id, info, verified.event_verifier())
         self._streams[stream_id] = stream
-        self._window_open[stream_id] = asyncio.Event()
         self._h2.send_headers(
             stream_id,
             [
@@ -585,7 +604,13 @@ class _Connection(asyncio.Protocol):
         server._start_handler(stream)
 
     def _respond_error(self, stream_id: int, error: HttpError) -> None:
-        """Answer in the restJson1 error form: the SDK reads ``x-amzn-errortype`` and ``message``."""
+        """Answer in the restJson1 error form: the SDK reads ``x-amzn-errortype`` and ``message``.
+
+        The request side is left open and whatever the client still sends is acknowledged and
+        dropped. RFC 9113 §8.1 would allow an RST_STREAM(NO_ERROR) here, but whether the service
+        sends one is not known, and after a reset the SDK's ``input_stream.close()`` hangs (§10),
+        while clients are told to close their input after an error (§2).
+        """
         body = json.dumps({"message": error.message}).encode()
         self._h2.send_headers(
             stream_id,
@@ -600,14 +625,12 @@ class _Connection(asyncio.Protocol):
         if self._h2.local_flow_control_window(stream_id) >= len(body):
             self._h2.send_data(stream_id, body, end_stream=True)
         else:  # a connection window exhausted by other streams: an unusual but legal state
-            self._window_open[stream_id] = asyncio.Event()
-            self.spawn(self._send_raw(stream_id, body))
+            self.spawn(self._send_error_body(stream_id, body))
         self._flush()
 
-    async def _send_raw(self, stream_id: int, body: bytes) -> None:
+    async def _send_error_body(self, stream_id: int, body: bytes) -> None:
         with contextlib.suppress(StreamClosedError, h2.exceptions.ProtocolError):
             await self._send_frames(stream_id, body, end_stream=True)
-        self._window_open.pop(stream_id, None)
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         if size <= 0 or self._closed:
@@ -634,30 +657,32 @@ class _Connection(asyncio.Protocol):
         """Send ``data`` in frames that fit the peer's flow-control windows and frame size."""
         view = memoryview(data)
         offset = 0
-        waiter = self._window_open[stream_id]
-        while True:
-            if self._closed or (stream is not None and stream.response_state != "open"):
-                state = stream.response_state if stream is not None else "lost"
-                raise StreamClosedError(f"stream {stream_id}: the response is {state}")
-            if not self._writable.is_set():
-                await self._writable.wait()
-                continue
-            remaining = len(view) - offset
-            size = min(
-                remaining, self._h2.local_flow_control_window(stream_id), self._h2.max_outbound_frame_size
-            )
-            if remaining and size <= 0:
-                waiter.clear()
-                await waiter.wait()
-                continue
-            last = offset + size == len(view)
-            self._h2.send_data(
-                stream_id, view[offset : offset + size].tobytes(), end_stream=end_stream and last
-            )
-            offset += size
-            self._flush()
-            if last:
-                return
+        waiter = self._window_open[stream_id] = asyncio.Event()
+        try:
+            while True:
+                if self._closed or (stream is not None and stream.response_state != "open"):
+                    state = stream.response_state if stream is not None else "lost"
+                    raise StreamClosedError(f"stream {stream_id}: the response is {state}")
+                if not self._writable.is_set():
+                    await self._writable.wait()
+                    continue
+                remaining = len(view) - offset
+                window = self._h2.local_flow_control_window(stream_id)
+                size = min(remaining, window, self._h2.max_outbound_frame_size)
+                if remaining and size <= 0:
+                    waiter.clear()
+                    await waiter.wait()
+                    continue
+                last = offset + size == len(view)
+                chunk = view[offset : offset + size].tobytes()
+                self._h2.send_data(stream_id, chunk, end_stream=end_stream and last)
+                offset += size
+                self._flush()
+                if last:
+                    return
+        finally:
+            if self._window_open.get(stream_id) is waiter:
+                del self._window_open[stream_id]
 
     def reset_stream(self, stream: ServerStream) -> None:
         if stream.response_state in ("reset", "lost") or self._closed:
@@ -672,7 +697,6 @@ class _Connection(asyncio.Protocol):
 
     def forget(self, stream: ServerStream) -> None:
         self._streams.pop(stream.stream_id, None)
-        self._window_open.pop(stream.stream_id, None)
 
 
 class EmulatorServer:
@@ -765,7 +789,7 @@ class EmulatorServer:
 
     # The interface takes a timeout (not asyncio.timeout around the call) so that stop() can spend
     # it on the handlers and still close sockets and remove files when they overrun it.
-    async def stop(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def stop(self, timeout: float = 5.0) -> None:
         """Stop listening, close every connection, cancel handlers; bounded by ``timeout``."""
         if self._stopped:
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 import subprocess
@@ -190,7 +191,12 @@ def test_incremental_writer_survives_a_crash(tmp_path: Path) -> None:
         os._exit(3)
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], check=False, timeout=60)
+    repo = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")])),
+    }
+    result = subprocess.run([sys.executable, "-c", script], check=False, timeout=60, env=env)
     assert result.returncode == 3
     pcm, rate = read_wav(path)
     assert rate == 16000

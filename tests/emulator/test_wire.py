@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
+import ssl
 import stat
 import statistics
 import time
@@ -18,8 +20,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 from aws_sdk_bedrock_runtime.client import AsyncBedrockRuntimeClient
 from aws_sdk_bedrock_runtime.config import AsyncBedrockRuntimeConfig
@@ -42,6 +47,7 @@ from nova_nb.emulator import (
     EmulatorCredentials,
     EmulatorServer,
     HttpError,
+    MessageDecoder,
     RequestInfo,
     ServerStream,
 )
@@ -54,13 +60,14 @@ from nova_nb.s2s.providers.amazon_nova._crt import (
     check_tls_trust_async,
 )
 
+from . import sdk_signing
+
 NOVA_SONIC = "amazon.nova-sonic-v1:0"
 NOVA_2_SONIC = "amazon.nova-2-sonic-v1:0"
 WAIT_S = 5.0
-T = TypeVar("T")
 
 
-async def bounded(awaitable: Awaitable[T], timeout: float = WAIT_S, what: str = "SDK call") -> T:
+async def bounded[T](awaitable: Awaitable[T], timeout: float = WAIT_S, what: str = "SDK call") -> T:
     """Await with a deadline, abandoning (not cancelling) the task when it overruns."""
     task = asyncio.ensure_future(awaitable)
     done, _ = await asyncio.wait({task}, timeout=timeout)
@@ -202,7 +209,9 @@ async def test_large_output_events_are_split_to_fit_flow_control() -> None:
 
     async def burst(stream: ServerStream) -> None:
         for i, pcm in enumerate(audio):
-            await stream.send_event({"event": {"audioOutput": {"i": i, "content": base64.b64encode(pcm).decode()}}})
+            await stream.send_event(
+                {"event": {"audioOutput": {"i": i, "content": base64.b64encode(pcm).decode()}}}
+            )
 
     async with running(burst) as h:
         call = await open_call(h)
@@ -282,8 +291,14 @@ async def test_unknown_model_is_a_validation_exception() -> None:
 @pytest.mark.parametrize(
     ("error", "exception_type"),
     [
-        (HttpError(429, "ThrottlingException", "Too many requests, please wait before trying again."), ThrottlingException),
-        (HttpError(403, "AccessDeniedException", "You don't have access to the model."), AccessDeniedException),
+        (
+            HttpError(429, "ThrottlingException", "Too many requests, please wait before trying again."),
+            ThrottlingException,
+        ),
+        (
+            HttpError(403, "AccessDeniedException", "You don't have access to the model."),
+            AccessDeniedException,
+        ),
     ],
 )
 async def test_admission_can_refuse_a_call(error: HttpError, exception_type: type[Exception]) -> None:
@@ -390,7 +405,9 @@ class SwitchingResolver:
 
     def __init__(self, creds: EmulatorCredentials) -> None:
         self.calls = 0
-        self.good = AWSCredentialsIdentity(access_key_id=creds.access_key_id, secret_access_key=creds.secret_access_key)
+        self.good = AWSCredentialsIdentity(
+            access_key_id=creds.access_key_id, secret_access_key=creds.secret_access_key
+        )
         self.bad = AWSCredentialsIdentity(access_key_id=creds.access_key_id, secret_access_key="y" * 40)
 
     async def get_identity(self, *, properties: Any) -> AWSCredentialsIdentity:
@@ -436,6 +453,108 @@ async def test_event_round_trip_is_fast_on_loopback() -> None:
     assert mean_ms < 20
 
 
+# --- what the SDK never sends: a bare HTTP/2 client ------------------------------------------------
+
+
+class RawH2:
+    """A minimal HTTP/2 client (h2 over an asyncio TLS stream) to send what the SDK would not."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        )
+        self.conn.initiate_connection()
+        self.flush()
+
+    @classmethod
+    async def connect(cls, server: EmulatorServer) -> RawH2:
+        context = ssl.create_default_context(cafile=str(server.ca_file))
+        context.set_alpn_protocols(["h2"])
+        reader, writer = await bounded(asyncio.open_connection("127.0.0.1", server.port, ssl=context))
+        return cls(reader, writer)
+
+    def flush(self) -> None:
+        self.writer.write(self.conn.data_to_send())
+
+    def request(self, headers: list[tuple[str, str]], body: bytes = b"", *, end: bool = True) -> int:
+        stream_id = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(stream_id, headers, end_stream=not body and end)
+        if body:
+            self.conn.send_data(stream_id, body, end_stream=end)
+        self.flush()
+        return stream_id
+
+    async def response(self, stream_id: int) -> tuple[int, dict[str, str], bytes]:
+        """Status, headers and body of a response, read until END_STREAM or a reset."""
+        status, headers, body = 0, {}, b""
+        async with asyncio.timeout(WAIT_S):
+            while True:
+                data = await self.reader.read(65536)
+                assert data, "connection closed before the response ended"
+                for event in self.conn.receive_data(data):
+                    if isinstance(event, h2.events.ResponseReceived) and event.stream_id == stream_id:
+                        headers = {str(k): str(v) for k, v in event.headers}
+                        status = int(headers[":status"])
+                    elif isinstance(event, h2.events.DataReceived) and event.stream_id == stream_id:
+                        body += event.data
+                        self.conn.acknowledge_received_data(event.flow_controlled_length, stream_id)
+                    elif isinstance(event, h2.events.StreamEnded | h2.events.StreamReset):
+                        if event.stream_id == stream_id:
+                            self.flush()
+                            return status, headers, body
+                self.flush()
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await bounded(self.writer.wait_closed(), 2.0)
+
+
+async def test_requests_the_sdk_never_sends() -> None:
+    async with running(echo) as h:
+        raw = await RawH2.connect(h.server)
+        try:
+            authority = [(":scheme", "https"), (":authority", f"127.0.0.1:{h.server.port}")]
+            unsigned = raw.request([(":method", "POST"), (":path", sdk_signing.PATH + "?"), *authority])
+            status, headers, body = await raw.response(unsigned)
+            assert (status, headers["x-amzn-errortype"]) == (403, "MissingAuthenticationTokenException")
+            assert json.loads(body) == {"message": "Missing Authentication Token"}
+            elsewhere = raw.request([(":method", "GET"), (":path", "/"), *authority])
+            status, headers, _ = await raw.response(elsewhere)
+            assert (status, headers["x-amzn-errortype"]) == (404, "UnknownOperationException")
+        finally:
+            await raw.close()
+        assert h.streams == []
+
+
+async def test_input_that_is_not_event_stream_framing_gets_an_exception_frame() -> None:
+    async with running(echo) as h:
+        signed = await sdk_signing.sign(h.server.credentials, port=h.server.port)
+        raw = await RawH2.connect(h.server)
+        try:
+            stream_id = raw.request(signed.headers, b"definitely not an event-stream message", end=False)
+            status, headers, body = await raw.response(stream_id)
+        finally:
+            await raw.close()
+    assert status == 200 and headers["content-type"] == "application/vnd.amazon.eventstream"
+    (message,) = MessageDecoder().feed(body)
+    assert message.headers[":message-type"] == "exception"
+    assert message.headers[":exception-type"] == "validationException"
+    assert "Invalid input event stream" in json.loads(message.payload)["message"]
+
+
+async def test_a_failing_admission_hook_costs_the_call_not_the_server() -> None:
+    def broken(info: RequestInfo) -> HttpError | None:
+        raise RuntimeError("admission bug")
+
+    async with running(echo, admission=broken) as h:
+        for _ in range(2):
+            call = await h.call()
+            with pytest.raises(InternalServerException):
+                await call.open()
+
+
 # --- TLS trust, lifecycle, background thread -----------------------------------------------------
 
 
@@ -464,7 +583,7 @@ def test_tls_files_keep_the_key_private(tmp_path: Path) -> None:
 
 
 def test_only_loopback_is_served() -> None:
-    with pytest.raises(ConfigError, match="127.0.0.1"):
+    with pytest.raises(ConfigError, match=r"127\.0\.0\.1"):
         EmulatorServer(handler=echo, host="0.0.0.0")
 
 

@@ -4,7 +4,9 @@ The ``moonshine-voice`` wheel ships its C++ runtime (with ONNX Runtime) and, up 
 Moonshine *tiny* English model (``assets/tiny-en``, about 44 MB). Later versions stopped shipping the
 weights and download them from a CDN on first use, which this project must never do (its machines reach
 package registries only), so ``pyproject.toml`` pins ``moonshine-voice==0.1.0`` and
-:class:`MoonshineRecognizer` loads the model from the package directory and nowhere else.
+:class:`MoonshineRecognizer` loads the model from the package directory and nowhere else. That release
+has wheels for Linux (x86-64 and aarch64) only; on other systems the package is not installed and the
+recognizer raises :class:`~nova_nb.emulator.engine.errors.SpeechEngineError` when first used.
 
 The model is English only. For other languages the emulator still gets a transcript, but a poor one;
 that is a limit of the offline emulator, not of Nova Sonic.
@@ -12,6 +14,7 @@ that is a limit of the offline emulator, not of Nova Sonic.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -161,6 +164,11 @@ def _import_moonshine() -> Any:
     try:
         import moonshine_voice
     except ImportError as exc:
+        if sys.platform != "linux":
+            raise SpeechEngineError(
+                f"offline speech recognition is not available on {sys.platform}: the 'moonshine-voice' "
+                "wheels that ship their model (version 0.1.0) exist for Linux only"
+            ) from exc
         raise SpeechEngineError(
             "speech recognition needs the 'moonshine-voice' package: pip install moonshine-voice==0.1.0 "
             "(the last version that ships the tiny English model inside the wheel)"

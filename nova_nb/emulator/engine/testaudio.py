@@ -18,7 +18,7 @@ import math
 import numbers
 import re
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +32,12 @@ __all__ = ["make_utterance", "normalize_words", "word_overlap"]
 _default_synthesizer: SpeechSynthesizer | None = None
 _default_lock = threading.Lock()
 
+# espeak-ng never says the same thing twice bit for bit (see nova_nb.emulator.engine.tts), so speech from
+# the default synthesizer is cached: within a process the same arguments give the same samples, which
+# keeps tests that compare runs (or replay one question against several settings) exact.
+_CACHE_SIZE = 128
+_speech_cache: OrderedDict[tuple[str, str, str, int, float], npt.NDArray[np.int16]] = OrderedDict()
+
 
 def _synthesizer() -> SpeechSynthesizer:
     global _default_synthesizer
@@ -39,6 +45,24 @@ def _synthesizer() -> SpeechSynthesizer:
         if _default_synthesizer is None:
             _default_synthesizer = EspeakSynthesizer()
         return _default_synthesizer
+
+
+def _cached_speech(text: str, voice_id: str, language: str, rate: int, speed: float) -> npt.NDArray[np.int16]:
+    key = (text, str(voice_id).lower(), str(language), rate, float(speed))
+    with _default_lock:
+        cached = _speech_cache.get(key)
+        if cached is not None:
+            _speech_cache.move_to_end(key)
+            return cached
+    speech = _synthesizer().synthesize(
+        text, voice_id=voice_id, language=language, sample_rate=rate, speed=speed
+    )
+    speech.setflags(write=False)  # shared between callers: make accidental in-place edits fail loudly
+    with _default_lock:
+        speech = _speech_cache.setdefault(key, speech)
+        while len(_speech_cache) > _CACHE_SIZE:
+            _speech_cache.popitem(last=False)
+    return speech
 
 
 def _seconds(name: str, value: float) -> float:
@@ -88,9 +112,11 @@ def make_utterance(
     speed : float
         Speaking-rate factor, 0.5 to 2.5.
     seed : int
-        Seed of the noise generator; the same arguments always give the same samples.
+        Seed of the noise generator.
     synthesizer : SpeechSynthesizer, optional
-        The engine to speak with; defaults to a shared :class:`EspeakSynthesizer`.
+        The engine to speak with; defaults to a shared :class:`EspeakSynthesizer` whose speech is
+        cached (128 utterances), so that within a process the same arguments give the same samples.
+        Across processes the words, pitch, pace and level are the same, the samples nearly so.
 
     Returns
     -------
@@ -100,8 +126,12 @@ def make_utterance(
     rate = check_rate(sample_rate, "sample_rate")
     lead = _seconds("lead_silence_s", lead_silence_s)
     tail = _seconds("tail_silence_s", tail_silence_s)
-    engine = synthesizer if synthesizer is not None else _synthesizer()
-    speech = engine.synthesize(text, voice_id=voice_id, language=language, sample_rate=rate, speed=speed)
+    if synthesizer is not None:
+        speech = synthesizer.synthesize(
+            text, voice_id=voice_id, language=language, sample_rate=rate, speed=speed
+        )
+    else:
+        speech = _cached_speech(text, voice_id, language, rate, speed)
     pcm = np.concatenate([silence(lead, rate), speech, silence(tail, rate)])
     if noise_dbfs is None:
         return pcm

@@ -3,7 +3,14 @@
 The emulator answers in a voice per Nova Sonic voice id, so a session that asks for ``tiffany`` hears a
 female voice and one that asks for ``matthew`` a male one, each with its own pitch and pace. The voices are
 robotic -- espeak-ng is a formant synthesizer -- but they are intelligible (the Moonshine recognizer gets
-most words back), deterministic, and about 500 times faster than real time.
+most words back) and several hundred times faster than real time.
+
+espeak-ng's output is not bit-for-bit repeatable: its glottal source keeps running between utterances
+(the pitch "flutter" oscillator and phase are C globals that nothing resets, not even
+``espeak_Terminate``), so speaking the same text twice gives the same words at the same pitch and pace,
+but samples that differ slightly and lengths that differ by a few samples (about 0.05 %). Code that
+needs identical audio twice should keep the first result; ``make_utterance`` in
+:mod:`nova_nb.emulator.engine.testaudio` caches for this reason.
 
 Licence
 -------
@@ -36,7 +43,7 @@ import math
 import numbers
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -69,7 +76,7 @@ class SpeechSynthesizer(Protocol):
 
     Implementations return mono int16 PCM at the requested rate. ``stream`` yields chunks as they are
     produced so that the first audio can go out before the whole reply is synthesized; concatenated,
-    the chunks equal what ``synthesize`` returns for the same arguments.
+    the chunks are the same speech that ``synthesize`` returns for the same arguments.
     """
 
     def synthesize(
@@ -193,7 +200,7 @@ _PARAM_VOLUME: Final = 2
 _PARAM_PITCH: Final = 3
 _PARAM_RANGE: Final = 4
 _EE_OK: Final = 0
-_RATE_MIN_WPM: Final = 80  # espeak-ng clamps outside 80-450 wpm; we check instead
+_RATE_MIN_WPM: Final = 80  # espeak-ng's speaking-rate range, in words per minute
 _RATE_MAX_WPM: Final = 450
 _BUFFER_MS: Final = 60  # how much audio espeak hands the callback at a time
 
@@ -273,7 +280,7 @@ class _Espeak:
         """Speak one piece of text at the native rate."""
         if self.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
             raise SpeechEngineError(f"espeak-ng has no voice {voice!r} in {self.data_path}")
-        # Parameters after the voice: selecting a voice resets them.
+        # Set every time: the parameters are process-wide and the previous call may have used another voice.
         for param, value in (
             (_PARAM_RATE, rate_wpm),
             (_PARAM_PITCH, profile.pitch),
@@ -281,7 +288,8 @@ class _Espeak:
             (_PARAM_VOLUME, 100),
         ):
             self.lib.espeak_SetParameter(param, value, 0)
-        data = text.encode("utf-8") + b"\x00"
+        # espeak reads a NUL-terminated string: an embedded NUL would silently cut the text short.
+        data = text.replace("\x00", " ").encode("utf-8") + b"\x00"
         self._sink = []
         status = self.lib.espeak_Synth(
             data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _ENDPAUSE, None, None
@@ -293,7 +301,7 @@ class _Espeak:
 
 
 # Sentence ends: ., !, ? or an ellipsis, possibly followed by closing quotes or brackets, then space.
-_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+")
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s)")
 _ABBREVIATION = re.compile(
     r"(?:\b(?:Mr|Mrs|Ms|Dr|Prof|Sr|Jr|St|vs|etc|e\.g|i\.e|No|Fig|approx)|\b[A-Z])\.[\"'”’)\]]*$",
     re.IGNORECASE,
@@ -320,7 +328,12 @@ def split_sentences(text: str) -> list[str]:
     """
     pieces: list[str] = []
     for paragraph in text.splitlines():
-        for part in _SENTENCE_END.split(paragraph.strip()):
+        parts, start = [], 0
+        for match in _SENTENCE_END.finditer(paragraph):
+            parts.append(paragraph[start : match.end()])
+            start = match.end()
+        parts.append(paragraph[start:])
+        for part in parts:
             part = part.strip()
             if not part:
                 continue
@@ -441,7 +454,7 @@ class EspeakSynthesizer:
         sample_rate: int,
         chunk_ms: int = 100,
         speed: float = 1.0,
-    ) -> Iterator[npt.NDArray[np.int16]]:
+    ) -> Generator[npt.NDArray[np.int16], None, None]:
         """Speak ``text``, yielding audio chunks as sentences are synthesized.
 
         Parameters
@@ -455,9 +468,9 @@ class EspeakSynthesizer:
 
         Returns
         -------
-        Iterator of numpy.ndarray
-            Mono int16 chunks at ``sample_rate``. Stopping early (an interruption) is fine: later
-            sentences are then never synthesized.
+        Generator of numpy.ndarray
+            Mono int16 chunks at ``sample_rate``. Stopping early (an interruption: stop iterating, or
+            call ``close()``) is fine: later sentences are then never synthesized.
         """
         if not isinstance(text, str):
             raise ConfigError(f"text must be a str; got {type(text).__name__}")
@@ -482,7 +495,7 @@ class EspeakSynthesizer:
         rate_wpm: int,
         rate: int,
         chunk: int,
-    ) -> Iterator[npt.NDArray[np.int16]]:
+    ) -> Generator[npt.NDArray[np.int16], None, None]:
         if not sentences:
             return
         resampler: StreamResampler | None = None

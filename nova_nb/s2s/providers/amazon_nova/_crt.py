@@ -100,9 +100,7 @@ def check_tls_trust(
 
 
 async def check_tls_trust_async(
-    endpoint_uri: str,
-    ca_file: str | Path,
-    timeout: float = DEFAULT_TRUST_CHECK_TIMEOUT_S,  # noqa: ASYNC109 - the socket's timeout, in the thread
+    endpoint_uri: str, ca_file: str | Path, timeout: float = DEFAULT_TRUST_CHECK_TIMEOUT_S
 ) -> None:
     """:func:`check_tls_trust` in a worker thread, so the calling event loop keeps running.
 

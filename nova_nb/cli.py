@@ -1,0 +1,361 @@
+"""The ``nova-nb`` command.
+
+::
+
+    nova-nb emulator serve [--port 0] [--region us-east-1] [--engine scripted] [--session-limit S] [--json]
+    nova-nb providers
+    nova-nb voices [--model ID] [--language L]
+
+Adding a command: write ``def _add_<name>(commands)`` that adds a parser to ``commands`` (the
+subparsers action) and sets ``func=<handler>`` on it, where ``handler(args) -> int`` returns the exit
+status; then list it in :data:`COMMANDS`. Handlers import what they need when they run, so that
+``nova-nb --help`` stays quick and one command's dependencies never break another command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import signal
+import sys
+import textwrap
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final, TextIO
+
+from .errors import NovaNbError
+
+if TYPE_CHECKING:
+    from .emulator.server import EmulatorServer, StreamHandler
+
+PROG: Final = "nova-nb"
+#: The engine made for benchmarks (nova_nb.emulator.benchburst); the others are the local provider's.
+BENCH_ENGINE: Final = "bench-burst"
+#: How long ``emulator serve`` gives its streams to finish after SIGINT/SIGTERM.
+SHUTDOWN_TIMEOUT_S: Final = 3.0
+#: Beyond that, a watchdog ends the process: stopping must never hang.
+SHUTDOWN_WATCHDOG_S: Final = SHUTDOWN_TIMEOUT_S + 2.0
+
+Handler = Callable[[argparse.Namespace], int]
+AddCommand = Callable[[Any], None]
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the descriptions' line breaks; align subcommand help as other options' help."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction):
+            # argparse measures subcommand names without their extra indent, so a long name would
+            # push its help to the next line; count the indent.
+            self._action_max_length += self._indent_increment
+
+
+# --------------------------------------------------------------------------------------------------
+# emulator serve
+# --------------------------------------------------------------------------------------------------
+
+
+def _engine_names() -> list[str]:
+    from .s2s.providers.local import ENGINES
+
+    return [*ENGINES, BENCH_ENGINE]
+
+
+def make_handler(engine: str, session_limit_s: float | None = None) -> StreamHandler:
+    """The emulator's stream handler for ``engine`` (a local-provider engine or ``bench-burst``)."""
+    from .errors import ConfigError, one_of
+
+    if session_limit_s is not None and not 0 < session_limit_s:
+        raise ConfigError(f"--session-limit must be a positive number of seconds, got {session_limit_s:g}")
+    if engine == BENCH_ENGINE:
+        from .emulator.benchburst import bench_handler
+
+        return bench_handler(session_limit_s=session_limit_s)
+    from .emulator.conversation import conversation_handler
+    from .s2s.providers.local import ENGINES
+
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; use {one_of(_engine_names())}")
+    options = ENGINES[engine]()
+    if session_limit_s is not None:
+        options = dataclasses.replace(
+            options, faults=dataclasses.replace(options.faults, session_limit_s=session_limit_s)
+        )
+    return conversation_handler(options)
+
+
+def _connection_info(server: EmulatorServer, engine: str) -> dict[str, Any]:
+    creds = server.credentials
+    return {
+        "event": "listening",
+        "endpoint_uri": server.endpoint_uri,
+        "ca_file": str(server.ca_file),
+        "region": server.region,
+        "aws_access_key_id": creds.access_key_id,
+        "aws_secret_access_key": creds.secret_access_key,
+        "aws_session_token": creds.session_token,
+        "engine": engine,
+        "pid": os.getpid(),
+    }
+
+
+def _example_code(info: dict[str, Any]) -> str:
+    token = f"\n    aws_session_token={info['aws_session_token']!r}," if info["aws_session_token"] else ""
+    return (
+        "from nova_nb import s2s\n"
+        "\n"
+        "provider = s2s.new_provider(\n"
+        '    "amazon_nova",\n'
+        f"    endpoint_uri={info['endpoint_uri']!r},\n"
+        f"    ca_file={info['ca_file']!r},\n"
+        f"    region={info['region']!r},\n"
+        f"    aws_access_key_id={info['aws_access_key_id']!r},\n"
+        f"    aws_secret_access_key={info['aws_secret_access_key']!r},{token}\n"
+        ")"
+    )
+
+
+def _print_listening(info: dict[str, Any], out: TextIO) -> None:
+    rows = [
+        ("endpoint", info["endpoint_uri"]),
+        ("CA file", info["ca_file"]),
+        ("region", info["region"]),
+        ("access key id", info["aws_access_key_id"]),
+        ("secret access key", info["aws_secret_access_key"]),
+    ]
+    if info["aws_session_token"]:
+        rows.append(("session token", info["aws_session_token"]))
+    width = max(len(name) for name, _ in rows)
+    lines = [f"Nova Sonic emulator (engine {info['engine']}, pid {info['pid']}) is listening.", ""]
+    lines += [f"  {name:<{width}}  {value}" for name, value in rows]
+    lines += [
+        "",
+        "The credentials are this emulator's own, made at random for this run: they are not AWS",
+        "credentials and open nothing but this emulator. Any Bedrock client can talk to it given the",
+        "endpoint, trust in the CA file, the region and these keys. With nova_nb:",
+        "",
+        textwrap.indent(_example_code(info), "    "),
+        "",
+        "Stop with Ctrl+C (or SIGTERM).",
+    ]
+    print("\n".join(lines), file=out, flush=True)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from .emulator.server import EmulatorServer
+
+    handler = make_handler(args.engine, args.session_limit)
+    server = EmulatorServer(handler=handler, region=args.region, port=args.port)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    # However the shutdown goes, the process ends within a bound. A daemon thread: exit never waits for it.
+    watchdog = threading.Timer(SHUTDOWN_WATCHDOG_S, _watchdog_exit)
+    watchdog.daemon = True
+
+    def on_signal() -> None:
+        if not stop.is_set():
+            stop.set()
+            watchdog.start()
+
+    for signum in signals:
+        try:
+            loop.add_signal_handler(signum, on_signal)
+        except NotImplementedError:  # Windows: no loop signal handlers
+            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(on_signal))
+    try:
+        info = _connection_info(server, args.engine)
+        if args.json:
+            print(json.dumps(info), flush=True)
+        else:
+            _print_listening(info, sys.stdout)
+        await stop.wait()
+    finally:
+        for signum in signals:
+            try:
+                loop.remove_signal_handler(signum)
+            except NotImplementedError:
+                signal.signal(signum, signal.SIG_DFL)
+        stopping = asyncio.ensure_future(server.stop(SHUTDOWN_TIMEOUT_S))
+        done, _ = await asyncio.wait({stopping}, timeout=SHUTDOWN_TIMEOUT_S + 1.0)
+        if not done:
+            print(f"{PROG}: the emulator did not stop within {SHUTDOWN_TIMEOUT_S:g} s", file=sys.stderr)
+    if not args.json:
+        print("Emulator stopped.", flush=True)
+    return 0
+
+
+def _watchdog_exit() -> None:
+    print(f"{PROG}: shutdown took longer than {SHUTDOWN_WATCHDOG_S:g} s; exiting", file=sys.stderr, flush=True)
+    os._exit(1)
+
+
+def _cmd_emulator_serve(args: argparse.Namespace) -> int:
+    return asyncio.run(_serve(args))
+
+
+def _add_emulator(commands: Any) -> None:
+    emulator = commands.add_parser(
+        "emulator",
+        help="run the local Nova Sonic emulator",
+        description="The local, protocol-faithful Nova Sonic emulator (HTTPS/HTTP/2, SigV4, event-stream).",
+        formatter_class=_Formatter,
+    )
+    sub = emulator.add_subparsers(dest="emulator_command", metavar="COMMAND", required=True)
+    serve = sub.add_parser(
+        "serve",
+        help="serve the emulator in the foreground until Ctrl+C",
+        formatter_class=_Formatter,
+        description=textwrap.dedent(
+            """\
+            Serve an emulated InvokeModelWithBidirectionalStream endpoint on 127.0.0.1, in the foreground,
+            until SIGINT (Ctrl+C) or SIGTERM.
+
+            It prints what a client needs to connect: the endpoint URI, the file of the CA that signed its
+            TLS certificate (made for this run), the region, and credentials. The credentials are the
+            emulator's own random test credentials for this run, not AWS credentials; they are printed
+            because any Bedrock client pointed at the emulator must sign its requests with them.
+
+            Engines: "scripted" is the offline conversation engine (deterministic, no speech models);
+            "bench-burst" answers with measured bursts of audio for bench/ (see
+            nova_nb.emulator.benchburst).
+            """
+        ),
+    )
+    serve.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: 0, a free port)")
+    serve.add_argument("--region", default="us-east-1", help="the region clients must sign for (default: us-east-1)")
+    serve.add_argument("--engine", default="scripted", choices=_engine_names(), help="what the emulated model does (default: scripted)")
+    serve.add_argument(
+        "--session-limit",
+        type=float,
+        default=None,
+        metavar="S",
+        help="end each stream with modelTimeoutException after S seconds (default: 480, as the service)",
+    )
+    serve.add_argument(
+        "--json",
+        action="store_true",
+        help="print the connection details as one JSON line (for scripts), nothing else on stdout",
+    )
+    serve.set_defaults(func=_cmd_emulator_serve)
+
+
+# --------------------------------------------------------------------------------------------------
+# providers, voices
+# --------------------------------------------------------------------------------------------------
+
+
+def _cmd_providers(args: argparse.Namespace) -> int:
+    from . import s2s
+
+    for name in s2s.providers():
+        print(name)
+    return 0
+
+
+def _add_providers(commands: Any) -> None:
+    parser = commands.add_parser(
+        "providers",
+        help="list the registered speech-to-speech providers",
+        description="List the providers s2s.new_provider() knows: built-ins and entry points "
+        "(group nova_nb.s2s.providers), one name per line.",
+        formatter_class=_Formatter,
+    )
+    parser.set_defaults(func=_cmd_providers)
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def voice_rows(model_id: str | None = None, language: str | None = None) -> list[list[str]]:
+    """The voices table (header first). Raises ConfigError for an unknown model or language."""
+    from .errors import ConfigError, one_of
+    from .s2s.providers.amazon_nova import catalog
+
+    if model_id is not None and model_id not in catalog.MODELS:
+        raise ConfigError(f"unknown model {model_id!r}; use {one_of(catalog.MODELS)}")
+    models = [catalog.MODELS[model_id]] if model_id else list(catalog.MODELS.values())
+    if language is not None and not any(language in m.locales for m in models):
+        known = sorted({loc for m in models for loc in m.locales})
+        raise ConfigError(f"no model here speaks {language!r}; languages: {one_of(known)}")
+    rows = [["MODEL", "VOICE", "GENDER", "LOCALES", "DEFAULT FOR"]]
+    for model in models:
+        if language is not None and language not in model.locales:
+            continue
+        ids = model.voices_for(language) if language is not None else list(model.voices)
+        defaults: dict[str, list[str]] = {}
+        for locale in model.locales:
+            defaults.setdefault(catalog.default_voice(model.id, locale), []).append(locale)
+        for voice_id in ids:
+            voice = model.voices[voice_id]
+            locales = ", ".join(voice.locales) + (" (polyglot: all)" if voice.polyglot else "")
+            default_for = defaults.get(voice_id, [])
+            if language is not None:
+                default_for = [loc for loc in default_for if loc == language]
+            rows.append([model.id, voice.id, voice.gender, locales, ", ".join(default_for)])
+    return rows
+
+
+def _cmd_voices(args: argparse.Namespace) -> int:
+    print(_table(voice_rows(args.model, args.language)))
+    return 0
+
+
+def _add_voices(commands: Any) -> None:
+    parser = commands.add_parser(
+        "voices",
+        help="list Nova Sonic voices per model and language",
+        description="List the voices each Nova Sonic model accepts as voiceId, with their locales. "
+        "Polyglot voices speak every language of their model. 'DEFAULT FOR' names the languages for "
+        "which the voice is the default when none is given.",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--model", metavar="ID", default=None, help="only this model id (default: all models)")
+    parser.add_argument(
+        "--language", metavar="L", default=None, help="only voices that speak this locale, e.g. en-GB"
+    )
+    parser.set_defaults(func=_cmd_voices)
+
+
+# --------------------------------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------------------------------
+
+#: The commands, in the order ``--help`` lists them. ``talk`` and ``doctor`` are added here later.
+COMMANDS: Final[tuple[AddCommand, ...]] = (_add_emulator, _add_providers, _add_voices)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="nova_nb: real-time speech-to-speech with Amazon Nova Sonic, and its local emulator.",
+        formatter_class=_Formatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in COMMANDS:
+        add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Handler = args.func
+    try:
+        return func(args)
+    except NovaNbError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
