@@ -173,3 +173,8 @@ def test_history_and_tool_validation() -> None:
         s2s.Tool("get weather", "desc")
     with pytest.raises(s2s.ConfigError, match="JSON-serialisable"):
         s2s.Tool("t", "desc", input_schema={"x": object()})
+
+
+def test_provider_is_not_an_option() -> None:
+    with pytest.raises(s2s.ConfigError, match="unknown option 'provider'"):
+        s2s.new_provider("local", provider="amazon_nova")

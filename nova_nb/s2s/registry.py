@@ -104,10 +104,11 @@ def new_provider(name: str, config: Config | None = None, **options: Any) -> S2S
             f"config must be a nova_nb.s2s.Config (see s2s.default_config()), got {type(config)}"
         )
     registration = _lookup(name)
-    fields = set(option_names())
+    # The provider's name comes from ``name``; it is not an option.
+    fields = set(option_names()) - {"provider"}
     check_option_names(options, valid=tuple(sorted(fields | registration.extra_options)))
     config_options = {k: v for k, v in options.items() if k in fields}
     extra = {k: v for k, v in options.items() if k not in fields}
     base = config or default_config()
-    resolved = base.replace(provider=name, **config_options)
+    resolved = base.replace(**config_options, provider=name)
     return registration.factory(resolved, **extra)

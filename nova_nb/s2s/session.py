@@ -33,9 +33,12 @@ class S2SSession(abc.ABC):
     """One live conversation. Use as ``async with await provider.start_streaming(ctx) as session``."""
 
     @abc.abstractmethod
-    async def send_audio(self, audio: bytes | np.ndarray, *, sample_rate: int | None = None) -> None:
+    async def send_audio(
+        self, audio: bytes | np.ndarray, *, sample_rate: int | None = None, pace: bool = False
+    ) -> None:
         """Send user audio: 16-bit LE mono PCM bytes at the input rate, or a numpy array (int16 or
-        float32, mono or stereo, any rate given ``sample_rate``). Any chunk size; re-framed."""
+        float32, mono or stereo, any rate given ``sample_rate``). Any chunk size; re-framed.
+        ``pace=True`` sends no faster than real time."""
 
     @abc.abstractmethod
     async def send_text(self, text: str) -> None:

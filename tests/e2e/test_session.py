@@ -315,3 +315,40 @@ async def test_session_time_limit_ends_with_model_timeout() -> None:
     assert isinstance(session.error, s2s.StreamError)
     assert session.error.code == "modelTimeoutException" and session.error.recoverable
     await session.close()
+
+
+async def test_missing_credentials_fail_fast_and_clearly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", f"{tmp_path}/none")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", f"{tmp_path}/none")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    emulator = BackgroundEmulator(handler=conversation_handler()).start()
+    try:
+        provider = s2s.new_provider(
+            "amazon_nova", endpoint_uri=emulator.endpoint_uri, ca_file=str(emulator.ca_file)
+        )
+        t0 = time.monotonic()
+        with pytest.raises(s2s.ConfigError, match="no AWS credentials found"):
+            await provider.start_streaming()  # type: ignore[attr-defined]
+        assert time.monotonic() - t0 < 5
+        missing_profile = s2s.new_provider(
+            "amazon_nova",
+            profile="does-not-exist",
+            endpoint_uri=emulator.endpoint_uri,
+            ca_file=str(emulator.ca_file),
+        )
+        with pytest.raises(s2s.ConfigError, match="'does-not-exist' was not found"):
+            await missing_profile.start_streaming()  # type: ignore[attr-defined]
+    finally:
+        emulator.stop()
+
+
+async def test_bad_history_opens_no_stream(local_provider: s2s.StreamingS2SProvider) -> None:
+    before = {t.get_name() for t in asyncio.all_tasks()}
+    with pytest.raises(s2s.ConfigError):
+        await local_provider.start_streaming(s2s.ConversationContext(history=[("ASSISTANT", "hi")]))
+    after = {t.get_name() for t in asyncio.all_tasks()}
+    assert "nova-sender" not in after - before and "nova-reader" not in after - before

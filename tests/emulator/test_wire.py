@@ -112,6 +112,16 @@ class Harness:
     server: EmulatorServer
     streams: list[ServerStream] = field(default_factory=list)
     clients: list[AsyncBedrockRuntimeClient] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+
+    async def tidy(self) -> None:
+        """Close what the tests left open, best effort and bounded (after a reset, close() can hang)."""
+        closing = [asyncio.ensure_future(c.stream.input_stream.close()) for c in self.calls]
+        closing += [asyncio.ensure_future(client.close()) for client in self.clients]
+        if closing:
+            done, _ = await asyncio.wait(closing, timeout=1.0)
+            for task in done:
+                task.exception()  # retrieved: failures to close an already failed call are expected
 
     async def client(
         self,
@@ -144,7 +154,9 @@ class Harness:
             ),
             what="invoke_model_with_bidirectional_stream()",
         )
-        return Call(stream)
+        call = Call(stream)
+        self.calls.append(call)
+        return call
 
 
 Handler = Callable[[ServerStream], Awaitable[None]]
@@ -164,8 +176,7 @@ async def running(handler: Handler, **options: Any) -> AsyncIterator[Harness]:
         try:
             yield harness
         finally:
-            for client in harness.clients:
-                await asyncio.wait({asyncio.ensure_future(client.close())}, timeout=2.0)
+            await harness.tidy()
 
 
 async def echo(stream: ServerStream) -> None:
@@ -621,8 +632,7 @@ async def test_background_emulator_from_inside_a_running_loop() -> None:
             assert json.loads(await call.receive() or b"null") == {"n": i}
         await call.close_input()
         assert await call.receive() is None
-        for client in harness.clients:
-            await asyncio.wait({asyncio.ensure_future(client.close())}, timeout=2.0)
+        await harness.tidy()
     finally:
         start = time.perf_counter()
         await asyncio.to_thread(emulator.stop, 3.0)

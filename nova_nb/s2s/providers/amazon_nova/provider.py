@@ -28,6 +28,7 @@ class AmazonNovaProvider(StreamingS2SProvider):
         self.config = config
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self._tls_checked = False
+        self._resolver = transport.identity_resolver(config)
         self.sessions_opened = 0
 
     async def _client(self) -> Any:
@@ -43,8 +44,10 @@ class AmazonNovaProvider(StreamingS2SProvider):
 
                 await check_tls_trust_async(self.config.endpoint_uri, self.config.ca_file)
                 self._tls_checked = True
-            client = await transport.make_client(self.config)
+            client = await transport.make_client(self.config, self._resolver)
             self._clients[loop] = client
+        # Every stream signs with fresh credentials; check they can be had (boto3 caches and refreshes).
+        await transport.check_credentials(self._resolver, self.config.open_timeout_s)
         return client
 
     async def start_streaming(

@@ -147,6 +147,14 @@ class NovaSession(S2SSession):
         from aws_sdk_bedrock_runtime.models import InvokeModelWithBidirectionalStreamOperationInput
 
         timeout = self.config.open_timeout_s
+        # Build (and so validate) the setup events before opening anything: a bad history must not
+        # leave an open stream behind.
+        setup = [
+            wire.encode(event)
+            for event in self.protocol.setup_events(
+                self.context.system_prompt, self.context.history_messages()
+            )
+        ]
         invoke = asyncio.ensure_future(
             self._client.invoke_model_with_bidirectional_stream(
                 InvokeModelWithBidirectionalStreamOperationInput(model_id=self.config.model_id)
@@ -163,8 +171,8 @@ class NovaSession(S2SSession):
         except Exception as exc:
             raise stream_error_from(exc) from exc
         self._sender = asyncio.create_task(self._send_loop(), name="nova-sender")
-        for event in self.protocol.setup_events(self.context.system_prompt, self.context.history_messages()):
-            self._outbox.put_nowait(wire.encode(event))
+        for item in setup:
+            self._outbox.put_nowait(item)
         self._reader = asyncio.create_task(self._read_loop(), name="nova-reader")
         # Queue first, then wait: whether the service answers the request before or after it has
         # read the first events, the response headers (and any HTTP error) arrive within the bound.

@@ -91,7 +91,25 @@ def identity_resolver(config: Config) -> Any:
     return Boto3CredentialsResolver(config.profile)
 
 
-async def make_client(config: Config) -> AsyncBedrockRuntimeClient:
+async def check_credentials(resolver: Any, timeout: float) -> None:
+    """Resolve credentials once, up front, so a missing one is a clear error.
+
+    Inside the SDK a resolver failure surfaces only as an unretrieved task exception while the
+    stream waits for a request that never comes; asking first turns that into NoCredentialsError.
+    """
+    task = asyncio.ensure_future(resolver.get_identity(properties={}))
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        raise NoCredentialsError(f"resolving AWS credentials took more than {timeout:g} s")
+    exc = task.exception()
+    if isinstance(exc, ConfigError):
+        raise exc
+    if exc is not None:
+        raise NoCredentialsError(f"could not resolve AWS credentials: {type(exc).__name__}: {exc}") from exc
+
+
+async def make_client(config: Config, resolver: Any = None) -> AsyncBedrockRuntimeClient:
     """An SDK client for ``config``: CRT transport (trusting ``ca_file`` if given) and credentials."""
     from aws_sdk_bedrock_runtime.client import AsyncBedrockRuntimeClient
     from aws_sdk_bedrock_runtime.config import AsyncBedrockRuntimeConfig
@@ -103,7 +121,7 @@ async def make_client(config: Config) -> AsyncBedrockRuntimeClient:
     options: dict[str, Any] = {
         "region": config.region,
         "transport": transport,
-        "aws_credentials_identity_resolver": identity_resolver(config),
+        "aws_credentials_identity_resolver": resolver if resolver is not None else identity_resolver(config),
     }
     if config.endpoint_uri is not None:
         options["endpoint_uri"] = config.endpoint_uri
