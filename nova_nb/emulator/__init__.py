@@ -1,4 +1,4 @@
-"""A local, protocol-faithful Amazon Nova Sonic endpoint (DESIGN.md §4).
+"""A local, protocol-faithful Amazon Nova Sonic endpoint.
 
 The wire layer: event-stream framing (:mod:`.eventstream`), SigV4 verification (:mod:`.sigv4`), a
 per-run CA (:mod:`.tls`), the HTTPS/HTTP/2 server (:mod:`.server`) and a background-thread runner

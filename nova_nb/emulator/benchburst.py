@@ -4,7 +4,8 @@ Not a conversation. ``bench/`` uses it (``nova-nb emulator serve --engine bench-
 emulator produce exactly the load it measures, with as little emulator work as possible in the way:
 
 ``burst``
-    Once the setup is in (the USER AUDIO ``contentStart``, §2.5), answer with ``completionStart`` →
+    Once the setup is in (the USER AUDIO ``contentStart``, §2.5), or with ``trigger="audio"`` once the
+    first ``audioInput`` arrives (so a client can start its clock first), answer with ``completionStart`` →
     ASSISTANT AUDIO ``contentStart`` → ``count`` ``audioOutput`` events of ``chunk_ms`` of audio each →
     ``contentEnd`` (END_TURN). ``interval_ms=0`` sends as fast as flow control allows (throughput);
     a positive interval paces them on an absolute schedule (latency, not queueing).
@@ -59,6 +60,7 @@ MAX_COUNT: Final = 1_000_000
 STOP_WAIT_S: Final = 2.0
 
 Mode = Literal["burst", "sink"]
+Trigger = Literal["setup", "audio"]
 
 
 @dataclass(frozen=True)
@@ -72,10 +74,14 @@ class BenchPlan:
     chunk_ms: int = 40
     #: 0: as fast as flow control allows; > 0: one event per interval, on an absolute schedule.
     interval_ms: float = 0.0
+    #: When a burst starts: after the setup, or at the first audioInput.
+    trigger: Trigger = "setup"
 
     def __post_init__(self) -> None:
         if self.mode not in ("burst", "sink"):
             raise ConfigError(f"bench plan mode must be 'burst' or 'sink', got {self.mode!r}")
+        if self.trigger not in ("setup", "audio"):
+            raise ConfigError(f"bench plan trigger must be 'setup' or 'audio', got {self.trigger!r}")
         if not isinstance(self.count, int) or not 1 <= self.count <= MAX_COUNT:
             raise ConfigError(f"bench plan count must be an integer from 1 to {MAX_COUNT}, got {self.count!r}")
         low, high = CHUNK_MS_RANGE
@@ -187,13 +193,17 @@ class BenchBurst:
                     await stream.send_exception(exc.exception_type, exc.message)
                     return
                 if event.name == "contentStart" and event.content_type == "AUDIO":
-                    if not await self._start(stream):
+                    if not await self._choose_plan(stream):
                         return
+                    if self.plan is not None and self.plan.trigger == "setup":
+                        self._start_burst()
                 elif event.name == "audioInput":
                     self.audio_events_in += 1
                     plan = self.plan
                     if plan is not None and plan.mode == "sink" and self.audio_events_in == plan.count:
                         await self._receipt()
+                    elif self.audio_events_in == 1 and plan is not None and plan.trigger == "audio":
+                        self._start_burst()
                 if self.validator.stage == "ended":
                     break
             # The client is leaving (sessionEnd or end of input): stop, close the completion.
@@ -203,17 +213,19 @@ class BenchBurst:
         finally:
             await self._stop_burst()
 
-    async def _start(self, stream: ServerStream) -> bool:
-        """Setup complete: pick the plan and start a burst. False if the plan is malformed."""
+    async def _choose_plan(self, stream: ServerStream) -> bool:
+        """Setup complete: read the plan from the system prompt. False (and answered) if malformed."""
         assert self.validator is not None
         try:
             self.plan = BenchPlan.from_prompt(self.validator.settings.system_prompt) or self.default_plan
         except ConfigError as exc:
             await stream.send_exception("validationException", f"Invalid input: {exc}")
             return False
-        if self.plan.mode == "burst":
-            self._burst = asyncio.ensure_future(self._send_burst(self.plan))
         return True
+
+    def _start_burst(self) -> None:
+        if self.plan is not None and self.plan.mode == "burst" and self._burst is None:
+            self._burst = asyncio.ensure_future(self._send_burst(self.plan))
 
     async def _receipt(self) -> None:
         await self._ensure_completion()

@@ -1,7 +1,7 @@
 """AWS event-stream framing (``application/vnd.amazon.eventstream``), sans-I/O.
 
 Every DATA frame of an ``InvokeModelWithBidirectionalStream`` call carries messages in this binary
-format (NOVA_PROTOCOL.md §10, "Wire framing"). A message is::
+format (docs/PROTOCOL.md §10, "Wire framing"). A message is::
 
     prelude       total length (uint32) | headers length (uint32) | prelude CRC32 (uint32)
     headers       repeated: name length (uint8) | name (UTF-8) | type (uint8) | value
@@ -47,7 +47,6 @@ MAX_PAYLOAD_LENGTH: Final = 16 * 1024 * 1024
 PRELUDE_LENGTH: Final = 12
 MESSAGE_CRC_LENGTH: Final = 4
 MESSAGE_OVERHEAD: Final = PRELUDE_LENGTH + MESSAGE_CRC_LENGTH
-MAX_MESSAGE_LENGTH: Final = MESSAGE_OVERHEAD + MAX_HEADERS_LENGTH + MAX_PAYLOAD_LENGTH
 
 _PRELUDE = struct.Struct("!II")
 _UINT32 = struct.Struct("!I")
@@ -353,7 +352,7 @@ class MessageDecoder:
         return messages
 
 
-# --- Bedrock's shapes inside the framing (NOVA_PROTOCOL.md §10) -----------------------------------
+# --- Bedrock's shapes inside the framing (docs/PROTOCOL.md §10) -----------------------------------
 
 
 def encode_chunk_event(event_json: bytes) -> bytes:

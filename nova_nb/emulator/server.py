@@ -1,6 +1,6 @@
 """The emulator's HTTPS/HTTP/2 endpoint for ``InvokeModelWithBidirectionalStream``.
 
-It speaks the wire protocol the real SDK expects (NOVA_PROTOCOL.md §1, §8, §10): TLS with ALPN
+It speaks the wire protocol the real SDK expects (docs/PROTOCOL.md §1, §8, §10): TLS with ALPN
 ``h2``, ``POST /model/{modelId}/invoke-with-bidirectional-stream``, SigV4 on the request and on every
 input event, event-stream framed ``chunk`` events both ways, modeled exceptions as exception frames,
 and HTTP-level errors in the restJson1 form the SDK turns into its modeled exceptions
@@ -476,12 +476,13 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
-            with contextlib.suppress(ssl.SSLError):
+            with contextlib.suppress(ssl.SSLError, ValueError):
                 self._tls.unwrap()  # close_notify; raises SSLWantReadError awaiting the peer's
             self._flush_tls()
             self._transport.close()
 
     def abort(self) -> None:
+        self._closed = True
         if self._transport is not None:
             self._transport.abort()
         # connection_lost follows on the next loop iteration; streams learn it now.

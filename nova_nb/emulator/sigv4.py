@@ -1,8 +1,9 @@
 """Verify AWS Signature Version 4 on a request and on each event of its input stream, sans-I/O.
 
 The emulator checks what the real SDK sends exactly as the service would, so a client that signs
-wrongly fails here as it would against AWS (DESIGN.md §4). The algorithm is the one the SDK applies
-(aws_sdk_signers/signers.py, ``AsyncSigV4Signer`` and ``AsyncEventSigner``):
+wrongly fails here as it would against AWS. The algorithm is the one the SDK applies
+(aws_sdk_signers/signers.py, ``AsyncSigV4Signer`` and ``AsyncEventSigner``); § numbers are sections
+of docs/PROTOCOL.md:
 
 * Request: ``Authorization: AWS4-HMAC-SHA256 Credential=<key>/<YYYYMMDD>/<region>/bedrock/aws4_request,
   SignedHeaders=<a;b;c>, Signature=<hex>``. The canonical request is method, canonical path, canonical

@@ -1,6 +1,6 @@
 """A throw-away certificate authority and server certificate for the emulator, made per run.
 
-The CRT HTTP client speaks HTTP/2 only over TLS with ALPN (NOVA_PROTOCOL.md §10), so the emulator
+The CRT HTTP client speaks HTTP/2 only over TLS with ALPN (docs/PROTOCOL.md §10), so the emulator
 needs a certificate the client trusts. Each run makes a fresh CA and a server certificate for
 ``127.0.0.1`` and ``localhost`` signed by it; the client is told to trust that CA file only. The CA's
 private key is never written anywhere: once the server certificate is signed nobody can mint another

@@ -163,7 +163,7 @@ def test_generated_credentials_look_fake_and_differ() -> None:
         assert len(creds.secret_access_key) == 40 and creds.session_token is None
 
 
-# --- the event chain (NOVA_PROTOCOL.md §10) ---------------------------------------------------------
+# --- the event chain (docs/PROTOCOL.md §10) ---------------------------------------------------------
 
 
 async def chain() -> tuple[EventChainVerifier, list[Message], list[bytes]]:

@@ -1,7 +1,7 @@
 """The SDK's CRT HTTP client, made to trust one extra CA file; and a quick TLS trust check.
 
 The SDK's ``AWSCRTHTTPClient`` builds its TLS context from the system trust store and
-``AWSCRTHTTPClientConfig`` has no CA option (NOVA_PROTOCOL.md §10). To reach the local emulator, whose
+``AWSCRTHTTPClientConfig`` has no CA option (docs/PROTOCOL.md §10). To reach the local emulator, whose
 certificate comes from a per-run CA, :class:`TrustingCRTHTTPClient` swaps that context for one that
 trusts the given CA file. The config deep-copies its transport, so ``__deepcopy__`` keeps the CA.
 
@@ -68,10 +68,11 @@ def check_tls_trust(
     if parts.scheme != "https" or not host:
         raise TlsTrustError(f"{endpoint_uri!r} is not an https:// endpoint; the SDK needs TLS with HTTP/2")
     port = parts.port or HTTPS_DEFAULT_PORT
+    ca = f"CA file {str(ca_file)!r}"
     try:
         context = ssl.create_default_context(cafile=str(ca_file))
     except (OSError, ssl.SSLError) as exc:
-        raise TlsTrustError(f"cannot load CA file {str(ca_file)!r}: {exc}") from exc
+        raise TlsTrustError(f"cannot load {ca} to check {endpoint_uri}: {exc}") from exc
     context.set_alpn_protocols(["h2"])
     try:
         with (
@@ -81,20 +82,20 @@ def check_tls_trust(
             protocol = tls.selected_alpn_protocol()
     except ssl.SSLCertVerificationError as exc:
         raise TlsTrustError(
-            f"the TLS certificate of {endpoint_uri} is not trusted by CA file {str(ca_file)!r}: "
-            f"{exc.verify_message}. Use the CA file of the server you are connecting to."
+            f"the TLS certificate of {endpoint_uri} is not trusted by {ca}: {exc.verify_message}. "
+            "Use the CA file of the server you are connecting to."
         ) from exc
     except TimeoutError as exc:
-        raise TlsTrustError(f"no TLS handshake with {endpoint_uri} within {timeout:.1f} s") from exc
+        raise TlsTrustError(f"no TLS handshake with {endpoint_uri} within {timeout:.1f} s ({ca})") from exc
     except ssl.SSLError as exc:
-        raise TlsTrustError(f"TLS handshake with {endpoint_uri} failed: {exc}") from exc
+        raise TlsTrustError(f"TLS handshake with {endpoint_uri} failed ({ca}): {exc}") from exc
     except OSError as exc:
         raise TlsTrustError(
-            f"cannot connect to {endpoint_uri}: {exc.strerror or exc}. Is the server running?"
+            f"cannot connect to {endpoint_uri} ({ca}): {exc.strerror or exc}. Is the server running?"
         ) from exc
     if protocol != "h2":
         raise TlsTrustError(
-            f"{endpoint_uri} did not negotiate HTTP/2 (ALPN h2, got {protocol!r}); the SDK's "
+            f"{endpoint_uri} did not negotiate HTTP/2 (ALPN h2, got {protocol!r}; {ca}); the SDK's "
             "bidirectional stream needs it"
         )
 

@@ -133,6 +133,21 @@ def endpoint_of(config: Config) -> str:
     return config.endpoint_uri or f"https://bedrock-runtime.{config.region}.amazonaws.com"
 
 
+#: HTTP errors the SDK does not model for bedrock-runtime: it raises a bare CallError whose message
+#: ends with "id: ...#<Type>" and drops the service's text (seen by running it, docs/PROTOCOL.md §10).
+_UNMODELED_AUTH_ERRORS = {
+    "InvalidSignatureException": (
+        "the request signature does not match: the secret access key is wrong for this access key id "
+        "(check aws_secret_access_key, or the credentials your profile or environment provide)"
+    ),
+    "UnrecognizedClientException": (
+        "the security token included in the request is invalid: the access key id is unknown to this "
+        "endpoint (check aws_access_key_id, or which account/endpoint you are calling)"
+    ),
+    "ExpiredTokenException": "the security token has expired: refresh your temporary credentials",
+}
+
+
 def stream_error_from(exc: BaseException) -> StreamError:
     """Map an exception from the SDK (HTTP-level, in-stream or transport) to a StreamError.
 
@@ -151,6 +166,10 @@ def stream_error_from(exc: BaseException) -> StreamError:
         return StreamError(message, code=wire_name, recoverable=recoverable)
     if name in ("ServiceQuotaExceededException", "ModelNotReadyException", "ModelErrorException"):
         return StreamError(message, code=name, recoverable=name != "ModelErrorException")
+    if name == "CallError":
+        for error_type, explanation in _UNMODELED_AUTH_ERRORS.items():
+            if f"#{error_type}" in message:
+                return StreamError(explanation, code=error_type, recoverable=False)
     if name.endswith("Exception") and hasattr(exc, "fault"):
         # HTTP-level modeled errors (AccessDenied, ResourceNotFound, ...): the caller must act.
         return StreamError(message, code=name, recoverable=False)
