@@ -132,6 +132,18 @@ class SessionClosed(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PlaybackReported(Event):
+    """A player said how much of a reply it has actually played (``session.report_playback``).
+
+    ``played_s`` counts seconds of that reply's audio heard so far; ``timestamp`` is when it was heard.
+    """
+
+    content_id: str
+    played_s: float
+    final: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
 class UnknownEvent(Event):
     """An output event this version does not know. Passed through rather than dropped."""
 

@@ -353,3 +353,20 @@ async def test_bad_history_opens_no_stream(local_provider: s2s.StreamingS2SProvi
         await local_provider.start_streaming(s2s.ConversationContext(history=[("ASSISTANT", "hi")]))
     after = {t.get_name() for t in asyncio.all_tasks()}
     assert "nova-sender" not in after - before and "nova-reader" not in after - before
+
+
+async def test_input_listener_and_playback_reports_share_the_event_clock(session: s2s.S2SSession) -> None:
+    frames: list[tuple[bytes, float, int]] = []
+    events: list[ev.Event] = []
+    session.add_input_listener(lambda f, t, r: frames.append((f, t, r)))  # type: ignore[attr-defined]
+    session.add_listener(events.append)  # type: ignore[attr-defined]
+    chunks = await speak_and_wait(session, 0.6)
+    assert sum(len(f) for f, _, _ in frames) == 2 * session.audio_samples_sent  # type: ignore[attr-defined]
+    assert all(r == 16000 for _, _, r in frames)
+    first_audio = next(e for e in events if isinstance(e, ev.AudioOutput))
+    assert frames[0][1] < first_audio.timestamp  # one monotonic clock for both directions
+    session.report_playback(chunks[0].content_id, 0.5)  # type: ignore[attr-defined]
+    assert session.played_s[chunks[0].content_id] == 0.5  # type: ignore[attr-defined]
+    assert isinstance(events[-1], ev.PlaybackReported) and events[-1].played_s == 0.5
+    with pytest.raises(s2s.ConfigError, match="played_s"):
+        session.report_playback(chunks[0].content_id, -1)  # type: ignore[attr-defined]

@@ -125,6 +125,9 @@ class NovaSession(S2SSession):
         self._audio: _Channel[AudioOutputChunk] = _Channel()
         self._events: _Channel[ev.Event] = _Channel(maxlen=EVENT_BUFFER_MAX)
         self._listeners: list[Callable[[ev.Event], None]] = []
+        self._input_listeners: list[Callable[[bytes, float, int], None]] = []
+        #: Seconds of each reply (by content id) that a player reported as heard.
+        self.played_s: dict[str, float] = {}
         self._reframer = pcm.Reframer(config.input_frame_samples)
         self._interrupted_content: set[str] = set()
         self._turn_audio: dict[str, list[bytes]] = {}  # enable_streaming=False: audio kept per turn
@@ -425,6 +428,38 @@ class NovaSession(S2SSession):
         self._listeners.append(callback)
         return lambda: self._listeners.remove(callback) if callback in self._listeners else None
 
+    def add_input_listener(self, callback: Callable[[bytes, float, int], None]) -> Callable[[], None]:
+        """Call ``callback(frame, timestamp, sample_rate)`` for every input frame as it is queued.
+
+        ``frame`` is the 16-bit mono PCM actually sent (after resampling and re-framing) and
+        ``timestamp`` the ``time.monotonic()`` at which it was queued: with ``add_listener`` this puts
+        both audio streams and every event on one clock (what session recordings need).
+        """
+        self._input_listeners.append(callback)
+        return lambda: self._input_listeners.remove(callback) if callback in self._input_listeners else None
+
+    def report_playback(
+        self, content_id: str, played_s: float, *, final: bool = False, at: float | None = None
+    ) -> None:
+        """Tell the session how much of reply ``content_id`` a player has played (seconds).
+
+        Players (the browser widget, a local speaker) call this as they go; the session keeps the
+        latest figure per reply in ``played_s`` and emits a PlaybackReported event.
+        """
+        if not isinstance(content_id, str) or not content_id:
+            raise ConfigError("content_id must be the content_id of an AudioOutputChunk")
+        if not isinstance(played_s, int | float) or played_s < 0 or played_s != played_s:
+            raise ConfigError(f"played_s must be a number of seconds >= 0, got {played_s!r}")
+        self.played_s[content_id] = float(played_s)
+        self._publish(
+            ev.PlaybackReported(
+                timestamp=time.monotonic() if at is None else at,
+                content_id=content_id,
+                played_s=float(played_s),
+                final=final,
+            )
+        )
+
     def _check_usable(self) -> None:
         if self._failure is not None:
             raise SessionClosedError(f"the session failed and can no longer send: {self._failure}")
@@ -492,6 +527,13 @@ class NovaSession(S2SSession):
             if due > now:
                 await asyncio.sleep(due - now)
         await self._enqueue(self.protocol.audio_event(frame))
+        if self._input_listeners:
+            now = time.monotonic()
+            for listener in tuple(self._input_listeners):
+                try:
+                    listener(frame, now, self.config.input_sample_rate)
+                except Exception:
+                    log.exception("input listener failed")
         self.audio_events_sent += 1
         self.audio_samples_sent += len(frame) // 2
         self.last_audio_sent_at = time.monotonic()
