@@ -20,11 +20,13 @@ signals (§5), and the FINAL text covers only what was spoken.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,7 +34,7 @@ import numpy as np
 
 from ..s2s.providers.amazon_nova import catalog, wire
 from ..s2s.providers.amazon_nova.validator import InputValidator, PromptSettings, ServiceException
-from .server import ServerStream
+from .server import HttpError, RequestInfo, ServerStream
 
 log = logging.getLogger("nova_nb.emulator")
 
@@ -120,6 +122,12 @@ class Faults:
     drop_at_event: int | None = None
     #: Wait this long before the first audio of each reply.
     first_audio_delay_s: float = 0.0
+    #: End the stream if no input event arrives for this long. The service does this too ("Timed out
+    #: waiting for input events", docs/PROTOCOL.md §8); its exact limit is not documented, so the
+    #: default here is an assumption, and the exception type (validationException) is too.
+    input_timeout_s: float = 60.0
+    #: Refuse the call at the HTTP level (e.g. HttpError(429, "ThrottlingException", "...")).
+    http_error_at_open: HttpError | None = None
 
 
 @dataclass
@@ -127,6 +135,11 @@ class ConversationOptions:
     brain_factory: Callable[[], Brain] = ScriptedBrain
     detector_factory: Callable[[], TurnDetector] = EnergyTurnDetector
     faults: Faults = field(default_factory=Faults)
+    #: Phrases that make the model call a tool: {"weather like": "getWeather"}. Besides these, a
+    #: turn that contains all the words of a configured tool's name calls it.
+    tool_phrases: dict[str, str] = field(default_factory=dict)
+    #: How long the model waits for the client's toolResult before answering without it.
+    tool_result_timeout_s: float = 30.0
     #: Called with each finished conversation's transcript, for tests and the CLI.
     on_turn: Callable[[dict[str, Any]], None] | None = None
 
@@ -172,6 +185,10 @@ class Conversation:
         self._usage_out = {"speechTokens": 0, "textTokens": 0}
         self._events_in = 0
         self._pending_text: dict[str, list[str]] = {}
+        # Speculative recognition: started when silence begins, used if the turn ends there.
+        self._early_asr: tuple[int, asyncio.Future[str]] | None = None
+        self._tool_results: dict[str, asyncio.Future[str]] = {}
+        self._open_tool_blocks: dict[str, str] = {}
 
     # -- output helpers ------------------------------------------------------------------------
 
@@ -277,8 +294,13 @@ class Conversation:
             text = "".join(self._pending_text.pop(body["contentName"]))
             self._interrupt(self.samples_received)  # typed input barges in like speech
             self._start_reply(text, typed=True)
+        elif name == "contentStart" and event.content_type == "TOOL":
+            self._open_tool_blocks[body["contentName"]] = body["toolResultInputConfiguration"]["toolUseId"]
         elif name == "toolResult":
-            pass  # handled by engines that call tools
+            tool_use_id = self._open_tool_blocks.get(body["contentName"], "")
+            future = self._tool_results.get(tool_use_id)
+            if future is not None and not future.done():
+                future.set_result(body["content"])
 
     # -- turn taking in audio time -------------------------------------------------------------
 
@@ -300,6 +322,8 @@ class Conversation:
                 # Barge-in onset: where the speech began, in audio time.
                 self._interrupt(self.samples_received - self._speech_samples)
         elif self._in_speech or self._speech_samples:
+            if self._silence_samples == 0 and self._in_speech:
+                self._start_early_asr(rate)
             self._silence_samples += frame.size
         if self._in_speech or self._speech_samples:
             self._turn_audio.append(frame)
@@ -309,13 +333,29 @@ class Conversation:
             self._reset_turn()
         if self._in_speech and self._silence_samples >= self._pause_s() * rate:
             pcm = np.concatenate(self._turn_audio)[: -self._silence_samples or None]
+            early = self._early_asr
             self._reset_turn()
-            self._start_reply(pcm, typed=False)
+            transcript = early[1] if early is not None and early[0] == pcm.size else None
+            self._start_reply(pcm, typed=False, transcript=transcript)
 
     def _reset_turn(self) -> None:
         self._turn_audio.clear()
         self._speech_samples = self._silence_samples = 0
         self._in_speech = False
+        self._early_asr = None
+
+    def _start_early_asr(self, rate: int) -> None:
+        """Silence has begun: start recognising the turn so far, in case the turn ends here.
+
+        The endpointing pause (1.5–2 s) is much longer than recognition (~0.2 s for a sentence), so
+        by the time the turn is decided its transcript is usually ready. If the user speaks again,
+        the result is not used (the audio it covered is no longer the whole turn).
+        """
+        assert self.validator is not None
+        pcm = np.concatenate(self._turn_audio) if self._turn_audio else np.zeros(0, np.int16)
+        settings = self.validator.settings
+        future = asyncio.ensure_future(asyncio.to_thread(self.brain.transcribe, pcm, rate, settings))
+        self._early_asr = (pcm.size, future)
 
     def _out_to_in(self, out_samples: float) -> float:
         assert self.validator is not None
@@ -343,13 +383,15 @@ class Conversation:
         r.finished.set()
         return True
 
-    def _start_reply(self, heard: np.ndarray | str, *, typed: bool) -> None:
+    def _start_reply(
+        self, heard: np.ndarray | str, *, typed: bool, transcript: asyncio.Future[str] | None = None
+    ) -> None:
         previous = self.reply
         reply = _Reply(
             content_id=str(uuid.uuid4()), start_sample=self.samples_received, start_wall=time.monotonic()
         )
         self.reply = reply
-        reply.task = asyncio.ensure_future(self._respond(reply, heard, typed, previous))
+        reply.task = asyncio.ensure_future(self._respond(reply, heard, typed, previous, transcript))
 
     async def _stop_reply(self) -> None:
         if self.reply is not None and self.reply.task is not None and not self.reply.task.done():
@@ -359,7 +401,12 @@ class Conversation:
     # -- one reply -----------------------------------------------------------------------------
 
     async def _respond(
-        self, reply: _Reply, heard: np.ndarray | str, typed: bool, previous: _Reply | None
+        self,
+        reply: _Reply,
+        heard: np.ndarray | str,
+        typed: bool,
+        previous: _Reply | None,
+        transcript: asyncio.Future[str] | None = None,
     ) -> None:
         assert self.validator is not None
         settings = self.validator.settings
@@ -368,16 +415,23 @@ class Conversation:
                 # The previous reply must finish its event sequence before this one starts.
                 await asyncio.wait({previous.task}, timeout=10)
             await self._ensure_completion()
-            decided_at = time.monotonic()
+            decided_at = reply.start_wall
             if typed:
                 user_text = str(heard)
             else:
                 assert isinstance(heard, np.ndarray)
-                user_text = await asyncio.to_thread(
-                    self.brain.transcribe, heard, settings.input_sample_rate, settings
-                )
+                if transcript is not None:
+                    user_text = await transcript
+                else:
+                    user_text = await asyncio.to_thread(
+                        self.brain.transcribe, heard, settings.input_sample_rate, settings
+                    )
                 await self._text_block("USER", "FINAL", user_text)
-            text = await asyncio.to_thread(self.brain.reply, user_text, settings)
+            tool_answer = await self._maybe_call_tool(user_text)
+            if tool_answer is not None:
+                text = tool_answer
+            else:
+                text = await asyncio.to_thread(self.brain.reply, user_text, settings)
             reply.text = text
             await self._text_block("ASSISTANT", "SPECULATIVE", text, stop="PARTIAL_TURN")
             ids = self._ids()
@@ -392,9 +446,9 @@ class Conversation:
                 await asyncio.sleep(self.faults.first_audio_delay_s)
             first_audio_at: float | None = None
             chunk_samples = int(OUTPUT_CHUNK_S * settings.output_sample_rate)
-            pieces = await asyncio.to_thread(lambda: list(self.brain.speak(text, settings)))
-            reply.total_out_samples = sum(p.size for p in pieces)
-            for piece in pieces:
+            produced = 0
+            async for piece in _in_thread(self.brain.speak(text, settings)):
+                produced += piece.size
                 for start in range(0, piece.size, chunk_samples):
                     if reply.interrupted:
                         break
@@ -407,11 +461,14 @@ class Conversation:
                     await asyncio.sleep(0)  # let input (and barge-in) through between chunks
                 if reply.interrupted:
                     break
+            reply.total_out_samples = (
+                produced if not reply.interrupted else max(produced, reply.sent_out_samples)
+            )
             # Generation ran ahead of playback; the turn ends when playback would end, in audio time
             # (or in wall time, for a client that stopped streaming), unless the user barges in.
             self._check_playback_end()
             out_rate = settings.output_sample_rate
-            remaining_wall = reply.start_wall + reply.total_out_samples / out_rate - time.monotonic()
+            remaining_wall = reply.start_wall + (reply.total_out_samples or 0) / out_rate - time.monotonic()
             if not reply.finished.is_set():
                 await asyncio.wait(
                     {asyncio.ensure_future(reply.finished.wait())}, timeout=max(remaining_wall, 0) + 0.05
@@ -420,7 +477,7 @@ class Conversation:
             if reply.interrupted:
                 # Both barge-in signals (§5): the audio block ends INTERRUPTED, and the FINAL text says
                 # what was actually heard, followed by the interrupted marker.
-                heard_fraction = (reply.heard_out_samples or 0) / max(reply.total_out_samples, 1)
+                heard_fraction = (reply.heard_out_samples or 0) / max(reply.total_out_samples or 0, 1)
                 final_text = _spoken_prefix(text, heard_fraction)
                 await self._send(
                     wire.output_content_end(**ids, content_id=cid, type="AUDIO", stop_reason="INTERRUPTED")
@@ -450,7 +507,7 @@ class Conversation:
                 )
                 await self._text_block("ASSISTANT", "FINAL", text)
                 final_text = text
-                spoken_samples = reply.total_out_samples
+                spoken_samples = reply.total_out_samples or 0
             await self._send_usage(user_text, final_text, heard, spoken_samples)
             record = {
                 "user_text": user_text,
@@ -471,6 +528,36 @@ class Conversation:
                 await self.stream.send_exception(
                     "internalServerException", "The emulator failed to produce a reply."
                 )
+
+    async def _maybe_call_tool(self, user_text: str) -> str | None:
+        """If the turn asks for a configured tool: TOOL block, wait for the toolResult, answer from it.
+
+        The output sequence (§4): TOOL contentStart → toolUse (arguments as a JSON string) → contentEnd
+        with stopReason TOOL_USE; then the model waits for the client's TOOL content block.
+        """
+        assert self.validator is not None
+        from .responder import find_tool
+
+        tool = find_tool(user_text, self.validator.settings.tools, self.options.tool_phrases)
+        if tool is None:
+            return None
+        ids = self._ids()
+        cid, tool_use_id = str(uuid.uuid4()), str(uuid.uuid4())
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._tool_results[tool_use_id] = future
+        await self._send(wire.output_content_start(**ids, content_id=cid, type="TOOL", role="TOOL"))
+        await self._send(
+            wire.tool_use(
+                **ids, content_id=cid, tool_name=tool, tool_use_id=tool_use_id, arguments={"query": user_text}
+            )
+        )
+        await self._send(wire.output_content_end(**ids, content_id=cid, type="TOOL", stop_reason="TOOL_USE"))
+        done, _ = await asyncio.wait({future}, timeout=self.options.tool_result_timeout_s)
+        self._tool_results.pop(tool_use_id, None)
+        if not done:
+            return f"I asked {tool} but it did not answer in time."
+        result = json.loads(future.result())
+        return f"{tool} says: {_describe(result)}."
 
     async def _send_usage(self, user_text: str, spoken: str, heard: Any, out_samples: int) -> None:
         assert self.validator is not None
@@ -496,11 +583,71 @@ class Conversation:
         )
 
 
+_DONE = object()
+
+
+async def _in_thread(iterator: Iterator[np.ndarray]) -> AsyncIterator[np.ndarray]:
+    """Iterate a blocking generator in a worker thread, yielding each item as soon as it exists.
+
+    Synthesis is faster than real time but not free; this sends the first sentence while later ones
+    are still being made. Stopping early (barge-in) closes the generator, which stops synthesis.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=8)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in iterator:
+                if stop.is_set():
+                    break
+                asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+        except BaseException as exc:  # hand the failure to the consumer
+            asyncio.run_coroutine_threadsafe(queue.put(exc), loop).result()
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+            asyncio.run_coroutine_threadsafe(queue.put(_DONE), loop).result()
+
+    worker = loop.run_in_executor(None, produce)
+    try:
+        while (item := await queue.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while not worker.done():  # unblock a producer waiting on a full queue
+            while not queue.empty():
+                queue.get_nowait()
+            await asyncio.sleep(0.001)
+
+
 def _spoken_prefix(text: str, fraction: float) -> str:
     """The words of ``text`` spoken in the first ``fraction`` of its audio (by word count)."""
     words = text.split()
     n = int(len(words) * min(max(fraction, 0.0), 1.0))
     return " ".join(words[:n])
+
+
+def _describe(result: Any) -> str:
+    """A tool result, read out: ``{"temp": 21, "sky": "clear"}`` → ``temp 21, sky clear``."""
+    if isinstance(result, dict):
+        if set(result) == {"result"}:
+            return _describe(result["result"])
+        return ", ".join(f"{k} {_describe(v)}" for k, v in result.items())
+    if isinstance(result, list):
+        return ", ".join(_describe(v) for v in result)
+    return str(result)
+
+
+def admission_for(options: ConversationOptions) -> Callable[[RequestInfo], HttpError | None] | None:
+    """The emulator's admission hook for ``options.faults.http_error_at_open`` (None if unset)."""
+    error = options.faults.http_error_at_open
+    if error is None:
+        return None
+    return lambda info: error
 
 
 def conversation_handler(options: ConversationOptions | None = None) -> Callable[[ServerStream], Any]:

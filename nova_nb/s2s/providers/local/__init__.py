@@ -8,9 +8,11 @@ every byte goes through the same SDK, HTTP/2, SigV4 and event-stream code as wit
 Options beyond Config's fields:
 
 ``engine``
-    what the emulated model does: ``"scripted"`` (no speech models; deterministic, instant) or a
-    :class:`~nova_nb.emulator.conversation.ConversationOptions` (own brain, faults, ...), which
-    gets an emulator of its own.
+    what the emulated model does: ``"speech"`` (Silero VAD, Moonshine ASR, a rule-based reply,
+    espeak-ng TTS — all shipped in their packages), ``"scripted"`` (no speech models; deterministic,
+    instant), ``"auto"`` (the default: speech when its models load here, else scripted, with a
+    warning), or a :class:`~nova_nb.emulator.conversation.ConversationOptions` (own brain, responder,
+    faults, ...), which gets an emulator of its own.
 ``emulator``
     an already running :class:`~nova_nb.emulator.BackgroundEmulator` to talk to.
 """
@@ -21,13 +23,47 @@ import threading
 from typing import Any
 
 from ....emulator.background import BackgroundEmulator
-from ....emulator.conversation import ConversationOptions, ScriptedBrain, conversation_handler
+from ....emulator.conversation import ConversationOptions, ScriptedBrain, admission_for, conversation_handler
 from ....errors import ConfigError, one_of
 from ...config import Config
 from ..amazon_nova.provider import AmazonNovaProvider
 
-ENGINES: dict[str, Any] = {"scripted": lambda: ConversationOptions(brain_factory=ScriptedBrain)}
-DEFAULT_ENGINE = "scripted"
+
+def speech_options(**overrides: Any) -> ConversationOptions:
+    """ConversationOptions for the speech engine (models are loaded now, so the first turn is quick)."""
+    from ....emulator import speech
+
+    speech.warm_up()
+    return ConversationOptions(
+        brain_factory=speech.SpeechBrain, detector_factory=speech.SileroTurnDetector, **overrides
+    )
+
+
+ENGINES: dict[str, Any] = {
+    "scripted": lambda: ConversationOptions(brain_factory=ScriptedBrain),
+    "speech": speech_options,
+}
+DEFAULT_ENGINE = "auto"
+
+
+def resolve_engine(engine: str) -> str:
+    """``"auto"`` → ``"speech"`` if its models can be loaded here, else ``"scripted"`` (with a warning)."""
+    if engine != "auto":
+        return engine
+    try:
+        from ....emulator import speech
+
+        speech.warm_up()
+    except Exception as exc:  # e.g. no Moonshine wheel for this platform
+        import warnings
+
+        warnings.warn(
+            f"nova_nb: the local speech engine is unavailable here ({exc}); using the scripted engine",
+            stacklevel=3,
+        )
+        return "scripted"
+    return "speech"
+
 
 _lock = threading.Lock()
 _shared: dict[tuple[str, str], BackgroundEmulator] = {}
@@ -68,12 +104,15 @@ def create(
         )
     if emulator is None:
         if isinstance(engine, ConversationOptions):
-            emulator = BackgroundEmulator(handler=conversation_handler(engine), region=config.region).start()
-        elif engine in ENGINES:
-            emulator = shared_emulator(engine, config.region)
+            emulator = BackgroundEmulator(
+                handler=conversation_handler(engine), admission=admission_for(engine), region=config.region
+            ).start()
+        elif engine == "auto" or engine in ENGINES:
+            emulator = shared_emulator(resolve_engine(engine), config.region)
         else:
             raise ConfigError(
-                f"unknown local engine {engine!r}: use {one_of(ENGINES)} or a ConversationOptions instance"
+                f"unknown local engine {engine!r}: use {one_of(['auto', *ENGINES])} "
+                "or a ConversationOptions instance"
             )
     elif not isinstance(emulator, BackgroundEmulator):
         raise ConfigError(
