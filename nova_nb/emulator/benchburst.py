@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypedDict
 
 import numpy as np
 
@@ -83,10 +83,14 @@ class BenchPlan:
         if self.trigger not in ("setup", "audio"):
             raise ConfigError(f"bench plan trigger must be 'setup' or 'audio', got {self.trigger!r}")
         if not isinstance(self.count, int) or not 1 <= self.count <= MAX_COUNT:
-            raise ConfigError(f"bench plan count must be an integer from 1 to {MAX_COUNT}, got {self.count!r}")
+            raise ConfigError(
+                f"bench plan count must be an integer from 1 to {MAX_COUNT}, got {self.count!r}"
+            )
         low, high = CHUNK_MS_RANGE
         if not isinstance(self.chunk_ms, int) or not low <= self.chunk_ms <= high:
-            raise ConfigError(f"bench plan chunk_ms must be an integer from {low} to {high}, got {self.chunk_ms!r}")
+            raise ConfigError(
+                f"bench plan chunk_ms must be an integer from {low} to {high}, got {self.chunk_ms!r}"
+            )
         if not isinstance(self.interval_ms, int | float) or not 0 <= self.interval_ms < 10_000:
             raise ConfigError(f"bench plan interval_ms must be from 0 to 10000, got {self.interval_ms!r}")
 
@@ -128,10 +132,18 @@ def _tone(samples: int, rate: int) -> bytes:
     return (0.05 * 32767 * np.sin(2 * math.pi * 440.0 * t)).astype("<i2").tobytes()
 
 
+class _Ids(TypedDict):
+    session_id: str
+    prompt_name: str
+    completion_id: str
+
+
 class BenchBurst:
     """Handles one stream. ``await BenchBurst(default_plan).run(stream)``."""
 
-    def __init__(self, default_plan: BenchPlan | None = None, *, session_limit_s: float | None = None) -> None:
+    def __init__(
+        self, default_plan: BenchPlan | None = None, *, session_limit_s: float | None = None
+    ) -> None:
         self.default_plan = default_plan or BenchPlan()
         self.session_limit_s = session_limit_s or float(catalog.STREAM_MAX_SECONDS)
         self.session_id = str(uuid.uuid4())
@@ -147,7 +159,7 @@ class BenchBurst:
 
     # -- output helpers ------------------------------------------------------------------------
 
-    def _ids(self) -> dict[str, str]:
+    def _ids(self) -> _Ids:
         assert self.validator is not None and self.completion_id is not None
         return {
             "session_id": self.session_id,
@@ -232,10 +244,14 @@ class BenchBurst:
         cid = str(uuid.uuid4())
         ids = self._ids()
         await self._send(
-            wire.output_content_start(**ids, content_id=cid, type="TEXT", role="ASSISTANT", generation_stage="FINAL")
+            wire.output_content_start(
+                **ids, content_id=cid, type="TEXT", role="ASSISTANT", generation_stage="FINAL"
+            )
         )
         await self._send(
-            wire.text_output(**ids, content_id=cid, role="ASSISTANT", content=sink_receipt_text(self.audio_events_in))
+            wire.text_output(
+                **ids, content_id=cid, role="ASSISTANT", content=sink_receipt_text(self.audio_events_in)
+            )
         )
         await self._send(wire.output_content_end(**ids, content_id=cid, type="TEXT", stop_reason="END_TURN"))
 
@@ -250,7 +266,12 @@ class BenchBurst:
             cid = str(uuid.uuid4())
             await self._send(
                 wire.output_content_start(
-                    **ids, content_id=cid, type="AUDIO", role="ASSISTANT", sample_rate=rate, voice_id=settings.voice_id
+                    **ids,
+                    content_id=cid,
+                    type="AUDIO",
+                    role="ASSISTANT",
+                    sample_rate=rate,
+                    voice_id=settings.voice_id,
                 )
             )
             interval = plan.interval_ms / 1000
@@ -266,7 +287,9 @@ class BenchBurst:
                 pcm = STAMP.pack(time.monotonic()) + tail
                 await self._send(wire.audio_output(**ids, content_id=cid, pcm=pcm))
                 self.audio_events_out += 1
-            await self._send(wire.output_content_end(**ids, content_id=cid, type="AUDIO", stop_reason="END_TURN"))
+            await self._send(
+                wire.output_content_end(**ids, content_id=cid, type="AUDIO", stop_reason="END_TURN")
+            )
         except StreamClosedError:
             log.debug("bench burst stopped: the stream closed")
 

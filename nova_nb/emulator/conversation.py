@@ -26,6 +26,7 @@ import math
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -42,6 +43,9 @@ log = logging.getLogger("nova_nb.emulator")
 NOVA1_PAUSE_S = catalog.ENDPOINTING_PAUSE_S["MEDIUM"]
 #: Speech shorter than this is a click or a cough, not a turn.
 MIN_SPEECH_S = 0.15
+#: Audio kept from before the detected onset, and after the last speech frame, for recognition.
+PREROLL_S = 0.3
+POSTROLL_S = 0.25
 #: Output audio is sent in chunks of this length (the service sends chunks of tens of ms).
 OUTPUT_CHUNK_S = 0.08
 
@@ -84,10 +88,22 @@ class ScriptedBrain:
     "speaks" with a voice-like signal (a harmonic tone per syllable) whose length follows the text.
     """
 
+    def __init__(self, responder: Callable[..., str] | None = None) -> None:
+        self.responder = responder
+        self.turn = 0
+
     def transcribe(self, pcm: np.ndarray, sample_rate: int, settings: PromptSettings) -> str:
         return f"({pcm.size / sample_rate:.1f} seconds of speech)"
 
     def reply(self, user_text: str, settings: PromptSettings) -> str:
+        self.turn += 1
+        if self.responder is not None:
+            from .responder import ReplyContext, call_responder
+
+            context = ReplyContext(
+                settings.system_prompt, tuple(settings.history), self.turn, settings.voice_id
+            )
+            return call_responder(self.responder, user_text, context)
         return f"I heard you. This is the emulator answering {user_text}."
 
     def speak(self, text: str, settings: PromptSettings) -> Iterator[np.ndarray]:
@@ -177,6 +193,7 @@ class Conversation:
         self._speech_samples = 0
         self._silence_samples = 0
         self._turn_audio: list[np.ndarray] = []
+        self._preroll: deque[np.ndarray] = deque()
         self._in_speech = False
         self.reply: _Reply | None = None
         self._send_lock = asyncio.Lock()
@@ -314,29 +331,49 @@ class Conversation:
         rate = self.validator.settings.input_sample_rate
         speech = self.detector.is_speech(frame, rate)
         self.samples_received += frame.size
+        in_turn = self._in_speech or self._speech_samples > 0
         if speech:
+            if not in_turn:
+                # Onset: a detector flags speech a window or two late, so the turn starts with the
+                # audio just before it (otherwise first consonants are lost to the recogniser).
+                self._turn_audio = list(self._preroll)
+                self._preroll.clear()
             self._silence_samples = 0
             self._speech_samples += frame.size
             if not self._in_speech and self._speech_samples >= MIN_SPEECH_S * rate:
                 self._in_speech = True
                 # Barge-in onset: where the speech began, in audio time.
                 self._interrupt(self.samples_received - self._speech_samples)
-        elif self._in_speech or self._speech_samples:
-            if self._silence_samples == 0 and self._in_speech:
-                self._start_early_asr(rate)
+        elif in_turn:
             self._silence_samples += frame.size
-        if self._in_speech or self._speech_samples:
+        if speech or in_turn:
             self._turn_audio.append(frame)
+        else:
+            self._preroll.append(frame)
+            while sum(f.size for f in self._preroll) - self._preroll[0].size >= PREROLL_S * rate:
+                self._preroll.popleft()
         self._check_playback_end()
         if not speech and self._speech_samples and not self._in_speech and self._silence_samples > 0.3 * rate:
             # A blip too short to be speech: forget it.
             self._reset_turn()
-        if self._in_speech and self._silence_samples >= self._pause_s() * rate:
-            pcm = np.concatenate(self._turn_audio)[: -self._silence_samples or None]
+            return
+        if not self._in_speech:
+            return
+        postroll = int(POSTROLL_S * rate)
+        if not speech and self._silence_samples - frame.size < postroll <= self._silence_samples:
+            self._start_early_asr(rate, self._turn_length(postroll))
+        if self._silence_samples >= self._pause_s() * rate:
+            length = self._turn_length(postroll)
+            pcm = np.concatenate(self._turn_audio)[:length]
             early = self._early_asr
             self._reset_turn()
-            transcript = early[1] if early is not None and early[0] == pcm.size else None
+            transcript = early[1] if early is not None and early[0] == length else None
             self._start_reply(pcm, typed=False, transcript=transcript)
+
+    def _turn_length(self, postroll: int) -> int:
+        """Samples of the turn to recognise: up to the last speech plus the post-roll."""
+        total = sum(f.size for f in self._turn_audio)
+        return total - self._silence_samples + min(self._silence_samples, postroll)
 
     def _reset_turn(self) -> None:
         self._turn_audio.clear()
@@ -344,7 +381,7 @@ class Conversation:
         self._in_speech = False
         self._early_asr = None
 
-    def _start_early_asr(self, rate: int) -> None:
+    def _start_early_asr(self, rate: int, length: int) -> None:
         """Silence has begun: start recognising the turn so far, in case the turn ends here.
 
         The endpointing pause (1.5–2 s) is much longer than recognition (~0.2 s for a sentence), so
@@ -352,10 +389,10 @@ class Conversation:
         the result is not used (the audio it covered is no longer the whole turn).
         """
         assert self.validator is not None
-        pcm = np.concatenate(self._turn_audio) if self._turn_audio else np.zeros(0, np.int16)
+        pcm = np.concatenate(self._turn_audio)[:length] if self._turn_audio else np.zeros(0, np.int16)
         settings = self.validator.settings
         future = asyncio.ensure_future(asyncio.to_thread(self.brain.transcribe, pcm, rate, settings))
-        self._early_asr = (pcm.size, future)
+        self._early_asr = (length, future)
 
     def _out_to_in(self, out_samples: float) -> float:
         assert self.validator is not None

@@ -108,3 +108,17 @@ def test_missing_model_names_the_fix(tmp_path: Path) -> None:
     recognizer = MoonshineRecognizer(model_dir=tmp_path)
     with pytest.raises(SpeechEngineError, match=r"lacks encoder_model\.ort.*moonshine-voice==0\.1\.0"):
         recognizer.transcribe(np.ones(1600, np.int16), 16000)
+
+
+def test_transcription_does_not_depend_on_earlier_calls() -> None:
+    """Regression: moonshine's one-shot call leaked audio between calls (a stray "You" line)."""
+    from nova_nb.emulator.engine import MoonshineRecognizer
+    from nova_nb.emulator.engine.testaudio import make_utterance
+
+    recognizer = MoonshineRecognizer()
+    a = make_utterance("Where is the treasure?", tail_silence_s=0.2)
+    b = make_utterance("What time is it right now?")
+    first = recognizer.transcribe(a, 16000)
+    recognizer.transcribe(b, 16000)
+    assert recognizer.transcribe(a, 16000) == first
+    assert not first.lower().startswith("you ")

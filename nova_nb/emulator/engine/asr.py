@@ -146,8 +146,18 @@ class MoonshineRecognizer:
         samples = pcm16_to_float32(pcm)
         with self._lock:
             transcriber = self._ensure_loaded()
+            # A fresh stream per utterance: moonshine-voice 0.1.0's transcribe_without_streaming keeps
+            # state between calls (audio of one call leaks into the next as a stray "You" line, and
+            # identical audio gives different text), while a new stream is deterministic.
             try:
-                transcript = transcriber.transcribe_without_streaming(samples, sample_rate=MODEL_RATE)
+                stream = transcriber.create_stream()
+                try:
+                    stream.start()
+                    stream.add_audio(samples, MODEL_RATE)
+                    stream.stop()
+                    transcript = stream.update_transcription()
+                finally:
+                    stream.close()
             except Exception as exc:
                 raise SpeechEngineError(f"Moonshine failed to transcribe {pcm.size} samples: {exc}") from exc
         return " ".join(line.text.strip() for line in transcript.lines if line.text.strip())

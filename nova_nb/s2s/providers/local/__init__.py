@@ -15,6 +15,9 @@ Options beyond Config's fields:
     faults, ...), which gets an emulator of its own.
 ``emulator``
     an already running :class:`~nova_nb.emulator.BackgroundEmulator` to talk to.
+``responder``
+    what the emulated model answers: any ``callable(text) -> str`` or ``callable(text, context) ->
+    str`` (context: system prompt, history, turn), e.g. a text LLM. Gets an emulator of its own.
 """
 
 from __future__ import annotations
@@ -24,19 +27,19 @@ from typing import Any
 
 from ....emulator.background import BackgroundEmulator
 from ....emulator.conversation import ConversationOptions, ScriptedBrain, admission_for, conversation_handler
+from ....emulator.responder import Responder
 from ....errors import ConfigError, one_of
 from ...config import Config
 from ..amazon_nova.provider import AmazonNovaProvider
 
 
-def speech_options(**overrides: Any) -> ConversationOptions:
+def speech_options(responder: Responder | None = None, **overrides: Any) -> ConversationOptions:
     """ConversationOptions for the speech engine (models are loaded now, so the first turn is quick)."""
     from ....emulator import speech
 
     speech.warm_up()
-    return ConversationOptions(
-        brain_factory=speech.SpeechBrain, detector_factory=speech.SileroTurnDetector, **overrides
-    )
+    brain: Any = speech.SpeechBrain if responder is None else (lambda: speech.SpeechBrain(responder))
+    return ConversationOptions(brain_factory=brain, detector_factory=speech.SileroTurnDetector, **overrides)
 
 
 ENGINES: dict[str, Any] = {
@@ -95,8 +98,21 @@ def create(
     config: Config,
     engine: str | ConversationOptions = DEFAULT_ENGINE,
     emulator: BackgroundEmulator | None = None,
+    responder: Responder | None = None,
 ) -> LocalProvider:
     """The registry's factory for ``local``."""
+    if responder is not None:
+        if not callable(responder):
+            raise ConfigError("responder must be a callable(text) -> str or callable(text, context) -> str")
+        if emulator is not None or isinstance(engine, ConversationOptions):
+            raise ConfigError("give responder= or engine=ConversationOptions/emulator=, not both")
+        resolved = resolve_engine(engine)
+        if resolved == "speech":
+            engine = speech_options(responder)
+        elif resolved == "scripted":
+            engine = ConversationOptions(brain_factory=lambda: ScriptedBrain(responder))
+        else:
+            raise ConfigError(f"unknown local engine {engine!r}: use {one_of(['auto', *ENGINES])}")
     if config.endpoint_uri is not None or config.aws_access_key_id is not None or config.profile is not None:
         raise ConfigError(
             "the local provider runs its own emulator with its own endpoint and credentials; "
