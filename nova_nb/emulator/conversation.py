@@ -250,15 +250,21 @@ class Conversation:
             while True:
                 remaining = deadline - time.monotonic()
                 receive = asyncio.ensure_future(stream.receive())
-                done, _ = await asyncio.wait({receive}, timeout=max(remaining, 0))
+                wait_s = min(max(remaining, 0), self.faults.input_timeout_s)
+                done, _ = await asyncio.wait({receive}, timeout=wait_s)
                 if not done:
                     receive.cancel()
-                    # The service ends a stream at its limit with modelTimeoutException (§1).
                     await self._stop_reply()
-                    await stream.send_exception(
-                        "modelTimeoutException",
-                        f"Session exceeded the maximum duration of {limit:g} seconds.",
-                    )
+                    if time.monotonic() >= deadline:
+                        # The service ends a stream at its limit with modelTimeoutException (§1).
+                        await stream.send_exception(
+                            "modelTimeoutException",
+                            f"Session exceeded the maximum duration of {limit:g} seconds.",
+                        )
+                    else:
+                        await stream.send_exception(
+                            "validationException", "Timed out waiting for input events"
+                        )
                     return
                 raw = receive.result()
                 if raw is None:
