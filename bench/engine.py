@@ -103,19 +103,19 @@ async def main() -> dict[str, Any]:
     results: dict[str, Any] = await measure()
     results["seconds"] = round(time.monotonic() - t0, 1)
     e, s = results["engine"], results["end_of_speech"]
+    engine_ms, eos_ms = e["decision_to_first_audio_ms"], s["end_of_speech_to_first_audio_ms"]
+    verdict = "PASS" if e["pass"] else "FAIL"
     print("Emulator speech engine (one-sentence replies)")
     print(
-        f"  turn decision → first audioOutput (engine): p50 {e['decision_to_first_audio_ms']['p50']} ms, "
-        f"p95 {e['decision_to_first_audio_ms']['p95']} ms (target p95 ≤ 150 ms: {'PASS' if e['pass'] else 'FAIL'}) "
-        f"over {e['turns']} turns"
+        f"  turn decision → first audioOutput (engine): p50 {engine_ms['p50']} ms, p95 {engine_ms['p95']} ms "
+        f"(target p95 ≤ 150 ms: {verdict}) over {e['turns']} turns"
     )
     print(
-        f"  end of user audio → first audioOutput (client, real time): p50 {s['end_of_speech_to_first_audio_ms']['p50']} ms, "
-        f"p95 {s['end_of_speech_to_first_audio_ms']['p95']} ms over {s['turns']} turns (includes the 1.5 s pause)"
+        f"  end of user audio → first audioOutput (client, real time): p50 {eos_ms['p50']} ms, "
+        f"p95 {eos_ms['p95']} ms over {s['turns']} turns (includes the 1.5 s pause)"
     )
-    print(
-        f"  USER FINAL received → first audioOutput received (client): p50 {s['client_decision_to_first_audio_ms']['p50']} ms"
-    )
+    decision_ms = s["client_decision_to_first_audio_ms"]
+    print(f"  USER FINAL received → first audioOutput received (client): p50 {decision_ms['p50']} ms")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "engine.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
