@@ -144,6 +144,14 @@ class Faults:
     input_timeout_s: float = 60.0
     #: Refuse the call at the HTTP level (e.g. HttpError(429, "ThrottlingException", "...")).
     http_error_at_open: HttpError | None = None
+    #: Apply the in-stream faults above (exception, reset, drop, session limit) to the first N
+    #: streams only (None: to every stream), so a client's recovery can be seen succeeding.
+    faulty_streams: int | None = None
+    #: Streams started so far with these faults (shared by the conversations that use them).
+    streams_started: int = 0
+
+    def applies_to(self, stream_number: int) -> bool:
+        return self.faulty_streams is None or stream_number < self.faulty_streams
 
 
 @dataclass
@@ -156,6 +164,8 @@ class ConversationOptions:
     tool_phrases: dict[str, str] = field(default_factory=dict)
     #: How long the model waits for the client's toolResult before answering without it.
     tool_result_timeout_s: float = 30.0
+    #: Called when a stream ends with its figures: samples received, events, history, turns.
+    on_stream_end: Callable[[dict[str, Any]], None] | None = None
     #: Called with each finished conversation's transcript, for tests and the CLI.
     on_turn: Callable[[dict[str, Any]], None] | None = None
 
@@ -244,7 +254,26 @@ class Conversation:
     async def run(self, stream: ServerStream) -> None:
         self.stream = stream
         self.validator = InputValidator(stream.info.model_id)
-        limit = self.faults.session_limit_s
+        self.stream_number = self.faults.streams_started
+        self.faults.streams_started += 1
+        self.faulty = self.faults.applies_to(self.stream_number)
+        try:
+            await self._run(stream)
+        finally:
+            if self.options.on_stream_end is not None:
+                self.options.on_stream_end(
+                    {
+                        "stream_number": self.stream_number,
+                        "samples_received": self.samples_received,
+                        "events_received": self._events_in,
+                        "history": list(self.validator.settings.history),
+                        "turns": list(self.turns),
+                    }
+                )
+
+    async def _run(self, stream: ServerStream) -> None:
+        assert self.validator is not None
+        limit = self.faults.session_limit_s if self.faulty else catalog.STREAM_MAX_SECONDS
         deadline = time.monotonic() + limit
         try:
             while True:
@@ -288,6 +317,8 @@ class Conversation:
     async def _inject_fault(self) -> bool:
         f, n, stream = self.faults, self._events_in, self.stream
         assert stream is not None
+        if not self.faulty:
+            return False
         if f.exception_at_event and f.exception_at_event[0] == n:
             await stream.send_exception(f.exception_at_event[1], f.exception_at_event[2])
             return True

@@ -104,6 +104,19 @@ class Config:
     #: Bounds on waits, in seconds: opening a stream, and closing it (close never takes longer).
     open_timeout_s: float = 15.0
     close_timeout_s: float = 2.0
+    #: Continue past the 8-minute stream limit: from this age on, when the assistant next starts
+    #: speaking, a new stream is opened in the background with the history and the last ``replay_s``
+    #: of user audio, and takes over (docs/PROTOCOL.md §9).
+    continuation: bool = True
+    continuation_after_s: float = 6 * 60
+    #: Reconnect after recoverable errors and silent resets, with the same replay; give up after this
+    #: many failures in a row (a stream that stays up ``RECONNECT_HEALTHY_S`` resets the count).
+    reconnect: bool = True
+    reconnect_attempts: int = 5
+    replay_s: float = 3.0
+    #: Output audio a consumer has not taken yet, in seconds, before the oldest is dropped (with an
+    #: AudioDropped event): a consumer that stops reading cannot grow memory without limit.
+    output_buffer_s: float = 120.0
 
     def __post_init__(self) -> None:
         # Accept plain strings for secrets, store them wrapped so they can never print.
@@ -286,3 +299,18 @@ def _validate(c: Config) -> None:
         value = getattr(c, name)
         if not _is_number(value) or not 0 < value <= 600:
             raise bad(name, "a number of seconds, more than 0 and at most 600")
+    for name in ("continuation", "reconnect"):
+        if not isinstance(getattr(c, name), bool):
+            raise bad(name, "True or False")
+    if not _is_number(c.continuation_after_s) or not 1 <= c.continuation_after_s <= 7.5 * 60:
+        raise bad("continuation_after_s", "seconds from 1 to 450 (a stream lives at most 480 s)")
+    if (
+        not isinstance(c.reconnect_attempts, int)
+        or isinstance(c.reconnect_attempts, bool)
+        or not 0 <= c.reconnect_attempts <= 50
+    ):
+        raise bad("reconnect_attempts", "an integer from 0 to 50")
+    if not _is_number(c.replay_s) or not 0 <= c.replay_s <= 10:
+        raise bad("replay_s", "seconds from 0 to 10")
+    if not _is_number(c.output_buffer_s) or not 1 <= c.output_buffer_s <= 3600:
+        raise bad("output_buffer_s", "seconds from 1 to 3600")

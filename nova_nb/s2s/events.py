@@ -132,6 +132,43 @@ class SessionClosed(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Reconnecting(Event):
+    """A recoverable failure (or the stream limit): the session is opening a new stream.
+
+    ``attempt`` counts failures in a row; ``delay_s`` is the backoff before this attempt.
+    """
+
+    code: str
+    message: str
+    attempt: int
+    delay_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionRenewed(Event):
+    """A new stream took over: ``reason`` is "continuation" (before the 8-minute limit) or "reconnect".
+
+    The new stream got the conversation so far as history (``history_messages``) and the last
+    ``replayed_s`` seconds of user audio, so nothing the user said is lost.
+    """
+
+    reason: str
+    prompt_name: str
+    previous_prompt_name: str
+    history_messages: int
+    replayed_s: float
+    held_s: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudioDropped(Event):
+    """Output audio was dropped because the consumer fell more than ``output_buffer_s`` behind."""
+
+    dropped_bytes: int
+    buffered_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class PlaybackReported(Event):
     """A player said how much of a reply it has actually played (``session.report_playback``).
 

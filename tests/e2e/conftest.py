@@ -72,12 +72,12 @@ def local_provider() -> s2s.StreamingS2SProvider:
     return provider
 
 
-def faulty_provider(**faults: object) -> s2s.StreamingS2SProvider:
-    provider = s2s.new_provider(
-        "local",
-        engine=ConversationOptions(faults=Faults(**faults)),
-        latency_target="low",  # type: ignore[arg-type]
-    )
+def faulty_provider(
+    *, options: dict[str, object] | None = None, **faults: object
+) -> s2s.StreamingS2SProvider:
+    """A local provider whose emulator injects ``faults``; ``options`` are provider options."""
+    settings: dict[str, object] = {"latency_target": "low", **(options or {})}
+    provider = s2s.new_provider("local", engine=ConversationOptions(faults=Faults(**faults)), **settings)  # type: ignore[arg-type]
     assert isinstance(provider, s2s.StreamingS2SProvider)
     return provider
 

@@ -49,6 +49,30 @@ def check_history(messages: Sequence[HistoryMessage]) -> None:
         )
 
 
+def shape_history(
+    messages: Sequence[HistoryMessage], *, drop_last_user: bool = False
+) -> list[HistoryMessage]:
+    """Make a conversation fit to be replayed as history to a new stream (§9, §2.4).
+
+    Merge consecutive messages of the same role; drop the last USER message when its audio is being
+    replayed (the model would otherwise hear it twice); drop leading ASSISTANT messages (the first
+    must be USER); drop the oldest messages until the whole fits in the 40 KB limit.
+    """
+    merged: list[HistoryMessage] = []
+    for message in messages:
+        if not message.text.strip():
+            continue
+        if merged and merged[-1].role == message.role:
+            merged[-1] = HistoryMessage(message.role, f"{merged[-1].text} {message.text}")
+        else:
+            merged.append(message)
+    if drop_last_user and merged and merged[-1].role == "USER":
+        merged.pop()
+    while merged and (merged[0].role != "USER" or history_size(merged) > catalog.HISTORY_MAX_BYTES):
+        merged.pop(0)
+    return merged
+
+
 @dataclass
 class _Block:
     """An output content block the service opened and has not closed yet."""

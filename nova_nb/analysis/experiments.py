@@ -1,0 +1,499 @@
+"""Experiments that drive recorded sessions: a conversation runner, barge-in sweeps, settings comparisons.
+
+:func:`run_conversation` plays user audio into a new session like a live microphone (the question,
+then silence for as long as the model may still answer), records it with a
+:class:`~nova_nb.analysis.recording.SessionRecorder` and returns the loaded
+:class:`~nova_nb.analysis.recording.Recording`. On it are built:
+
+* :func:`interruption_sweep` — barge in at chosen offsets into a reply and measure onset →
+  interruption signal → flush, and how much of the reply was heard against the FINAL text;
+* :func:`compare_settings` — the same user audio against several providers, voices, latency targets
+  or frame sizes, with one latency report each.
+
+Trials run concurrently (each is its own session), so a sweep takes about as long as one trial.
+Everything here measures on the recording clock; see ``docs/RECORDING.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..s2s import AudioOutputChunk, ConversationContext, StreamingS2SProvider
+from ..s2s import events as ev
+from ..s2s.providers.amazon_nova import catalog
+from .latency import BargeIn, LatencyReport, barge_ins, html_table, latency_report
+from .recording import Recording, SessionRecorder
+
+__all__ = [
+    "BargeInTrial",
+    "Variant",
+    "VariantResult",
+    "compare_settings",
+    "comparison_table",
+    "interruption_sweep",
+    "plot_comparison",
+    "plot_sweep",
+    "run_conversation",
+    "sweep_table",
+]
+
+#: Pause assumed when the provider's settings do not name one (Nova 1, other providers).
+DEFAULT_PAUSE_S = 2.0
+
+
+def endpointing_pause_s(provider: StreamingS2SProvider) -> float:
+    """The silence that ends a user turn for this provider's settings (seconds)."""
+    sensitivity = getattr(provider.config, "endpointing_sensitivity", None)
+    return float(catalog.ENDPOINTING_PAUSE_S.get(sensitivity or "", DEFAULT_PAUSE_S))
+
+
+class _Watch:
+    """Follows replies through the session's events: which started, which ended, when it was last busy."""
+
+    def __init__(self) -> None:
+        self.first_audio: dict[str, float] = {}
+        self.ended: set[str] = set()
+        self.decisions = 0
+        self.last_event = time.monotonic()
+        self.closed = False
+
+    def __call__(self, e: ev.Event) -> None:
+        self.last_event = e.timestamp
+        if isinstance(e, ev.AudioOutput):
+            self.first_audio.setdefault(e.content_id, e.timestamp)
+        elif isinstance(e, ev.ContentEnded) and e.type == "AUDIO" and e.role == "ASSISTANT":
+            self.ended.add(e.content_id)
+        elif isinstance(e, ev.Transcript) and e.role == "USER" and e.stage == "FINAL":
+            self.decisions += 1
+        elif isinstance(e, ev.SessionClosed | ev.StreamErrorEvent):
+            self.closed = True
+
+    def busy(self) -> bool:
+        """A reply is due (turn decided, no audio yet) or still playing."""
+        return self.decisions > len(self.first_audio) or bool(set(self.first_audio) - self.ended)
+
+    def first_reply_at(self) -> float | None:
+        return min(self.first_audio.values(), default=None)
+
+
+async def run_conversation(
+    provider: StreamingS2SProvider,
+    user_audio: npt.NDArray[np.int16] | Sequence[npt.NDArray[np.int16]],
+    folder: str | os.PathLike[str],
+    *,
+    voice_id: str | None = None,
+    context: ConversationContext | None = None,
+    barge_in: tuple[float, npt.NDArray[np.int16]] | None = None,
+    pace: bool = True,
+    frame_s: float = 0.02,
+    settle_s: float = 0.4,
+    timeout_s: float = 60.0,
+    metadata: dict[str, Any] | None = None,
+) -> Recording:
+    """Speak ``user_audio`` into a new session like a live microphone, recording everything.
+
+    After the audio, silence is streamed (the microphone stays on) until no reply is due or playing
+    and the endpointing pause plus ``settle_s`` has passed, or ``timeout_s`` runs out. Given several
+    utterances, each one is spoken once the conversation has gone quiet in this way (a scripted user
+    who waits for the answer).
+
+    Parameters
+    ----------
+    provider : StreamingS2SProvider
+    user_audio : numpy.ndarray or sequence of numpy.ndarray
+        int16 PCM at the provider's input rate: one stretch of microphone audio, or utterances to
+        speak one after another, each after the previous reply.
+    folder : str or os.PathLike
+        Where the recording goes.
+    voice_id : str, optional
+    context : ConversationContext, optional
+    barge_in : (float, numpy.ndarray), optional
+        ``(offset_s, pcm)``: once the first reply to the last utterance has been arriving for
+        ``offset_s`` seconds, speak ``pcm`` over it (at most once).
+    pace : bool
+        Send no faster than real time. Without pacing the local emulator still decides turns the same
+        way (it counts audio time) but wall-clock latencies and the ``output.wav`` layout lose meaning.
+    frame_s : float
+        Audio handed to ``send_audio`` per call (the session re-frames to its ``frame_ms``).
+    settle_s : float
+        Extra quiet after the pause before the conversation counts as over.
+    timeout_s : float
+        Bound on the whole run; the recording is kept either way (``meta.json`` ``user.timed_out``).
+    metadata : dict, optional
+        Stored in ``meta.json`` under ``"user"``.
+
+    Returns
+    -------
+    Recording
+    """
+    rate = provider.config.input_sample_rate
+    utterances = (
+        [np.asarray(user_audio, dtype=np.int16)]
+        if isinstance(user_audio, np.ndarray)
+        else [np.asarray(u, dtype=np.int16) for u in user_audio]
+    )
+    if not utterances:
+        raise ValueError("user_audio must hold at least one utterance")
+    step = max(1, round(frame_s * rate))
+    quiet = np.zeros(step, dtype=np.int16)
+    pause = endpointing_pause_s(provider)
+    info = dict(metadata or {})
+    info.update(pace=pace, frame_s=frame_s, user_audio_s=sum(u.size for u in utterances) / rate)
+    if barge_in is not None:
+        info["barge_in_offset_s"] = barge_in[0]
+    session = await provider.start_streaming(context, voice_id=voice_id)
+    recorder = SessionRecorder(folder, session, metadata=info)  # type: ignore[arg-type]
+    watch = _Watch()
+    session.add_listener(watch)  # type: ignore[attr-defined]
+
+    async def drain() -> None:
+        # The client side of playback: take chunks as a player would; note when a flush reaches it.
+        chunk: AudioOutputChunk
+        async for chunk in session.receive_audio():
+            if chunk.interrupted and chunk.content_id:
+                recorder.mark(
+                    "ClientFlushed", content_id=chunk.content_id, played_s=recorder.played_s(chunk.content_id)
+                )
+
+    drainer = asyncio.create_task(drain())
+    timed_out = False
+    try:
+        deadline = time.monotonic() + timeout_s
+        pos = 0
+        pcm = utterances.pop(0)
+        barged = barge_in is None
+        settle_wall = settle_s if pace else settle_s / 4  # quiet on the stream, in wall time
+        replies_before = 0  # replies that started before the last utterance was spoken
+        quiet_s = 0.0
+        while True:
+            now = time.monotonic()
+            if now > deadline:
+                timed_out = True
+                break
+            if not barged and barge_in is not None and not utterances:
+                later = sorted(t for t in watch.first_audio.values())[replies_before:]
+                if later and now >= later[0] + barge_in[0]:
+                    # Speak over the reply; whatever is left of the utterance is given up.
+                    pcm, pos, barged = np.asarray(barge_in[1], dtype=np.int16), 0, True
+            if pos < pcm.size:
+                chunk_pcm = pcm[pos : pos + step]
+                pos += chunk_pcm.size
+                quiet_s = 0.0
+            else:
+                chunk_pcm = quiet
+                quiet_s += step / rate
+                if watch.closed:
+                    break
+                idle = not watch.busy() and time.monotonic() - watch.last_event >= settle_wall
+                quiet_enough = idle and quiet_s >= pause + settle_s
+                if utterances and quiet_enough:
+                    pcm, pos = utterances.pop(0), 0
+                    replies_before = len(watch.first_audio)
+                    continue
+                if not barged and idle and len(watch.first_audio) > replies_before:
+                    barged = True  # the reply ended before the barge-in time: nothing left to interrupt
+                if barged and quiet_enough:
+                    break
+            await session.send_audio(chunk_pcm, pace=pace)
+            if not pace:
+                await asyncio.sleep(0.001)
+    finally:
+        await session.close()
+        await asyncio.wait({drainer}, timeout=5)
+        recorder.user_metadata["timed_out"] = timed_out
+        recorder.stop()
+    return Recording.load(folder)
+
+
+# -- interruption sweeps ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BargeInTrial:
+    """One barge-in trial: the offset asked for, what happened, and where it was recorded."""
+
+    offset_s: float
+    folder: Path
+    barge_in: BargeIn | None
+    reply_started_t: float | None
+    turns: int
+
+    @property
+    def interrupted(self) -> bool:
+        return self.barge_in is not None
+
+
+async def interruption_sweep(
+    provider: StreamingS2SProvider,
+    offsets_s: Sequence[float],
+    question: npt.NDArray[np.int16],
+    interjection: npt.NDArray[np.int16],
+    folder: str | os.PathLike[str],
+    *,
+    voice_id: str | None = None,
+    concurrent: bool = True,
+    timeout_s: float = 60.0,
+) -> list[BargeInTrial]:
+    """Ask ``question``, then speak ``interjection`` ``offset_s`` into the reply; once per offset.
+
+    Parameters
+    ----------
+    provider : StreamingS2SProvider
+    offsets_s : sequence of float
+        Seconds after the first reply audio arrives at which the interjection starts.
+    question, interjection : numpy.ndarray
+        int16 PCM at the input rate (e.g. from ``make_utterance(..., tail_silence_s=0)``).
+    folder : str or os.PathLike
+        Each trial records to ``folder/offset_<ms>ms``.
+    voice_id : str, optional
+    concurrent : bool
+        Run all trials at once (each is its own session).
+    timeout_s : float
+        Bound on each trial.
+
+    Returns
+    -------
+    list of BargeInTrial
+        In the order of ``offsets_s``; ``barge_in`` is None when the reply had ended before the
+        interjection (nothing to interrupt).
+    """
+    root = Path(folder)
+
+    async def trial(offset: float) -> BargeInTrial:
+        rec = await run_conversation(
+            provider,
+            question,
+            root / f"offset_{round(offset * 1000):05d}ms",
+            voice_id=voice_id,
+            barge_in=(offset, interjection),
+            timeout_s=timeout_s,
+            metadata={"experiment": "interruption_sweep", "offset_s": offset},
+        )
+        found = barge_ins(rec.events)
+        starts = [e["t"] for e in rec.of("AudioOutput")]
+        n_turns = len({e["content_id"] for e in rec.of("AudioOutput")})
+        return BargeInTrial(
+            offset, rec.folder, found[0] if found else None, min(starts, default=None), n_turns
+        )
+
+    if concurrent:
+        return list(await asyncio.gather(*(trial(o) for o in offsets_s)))
+    return [await trial(o) for o in offsets_s]
+
+
+SWEEP_COLUMNS = (
+    "offset_s",
+    "reaction_s",
+    "flush_s",
+    "heard_s",
+    "final_words",
+    "planned_words",
+    "heard_text_fraction",
+)
+
+
+def _sweep_row(t: BargeInTrial) -> list[Any]:
+    b = t.barge_in
+    if b is None:
+        return [t.offset_s, None, None, None, None, None, None]
+    return [
+        t.offset_s,
+        b.reaction_s,
+        b.flush_s,
+        b.heard_s,
+        b.final_words,
+        b.planned_words,
+        b.heard_text_fraction,
+    ]
+
+
+def sweep_table(trials: Sequence[BargeInTrial]) -> str:
+    """The sweep as an HTML table (one row per offset; empty cells: the reply had already ended)."""
+    return html_table(SWEEP_COLUMNS, [_sweep_row(t) for t in trials])
+
+
+def plot_sweep(trials: Sequence[BargeInTrial], axes: Any = None) -> Any:
+    """Two panels over the offset: heard audio vs FINAL text, and the reaction times.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), dpi=80)
+    else:
+        fig = axes[0].figure
+    rows = [t for t in trials if t.barge_in is not None]
+    x = np.array([t.offset_s for t in rows])
+
+    def col(name: str) -> npt.NDArray[np.float64]:
+        return np.array([getattr(t.barge_in, name) for t in rows], dtype=float)
+
+    ax = axes[0]
+    ax.plot(x, col("heard_s"), "o-", color="tab:green", label="reply heard (s of audio)")
+    ax.set_xlabel("barge-in offset into the reply (s)")
+    ax.set_ylabel("seconds heard")
+    twin = ax.twinx()
+    twin.plot(x, col("final_words"), "s--", color="tab:purple", label="words in FINAL text")
+    twin.set_ylabel("FINAL words")
+    lines = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(lines, [str(h.get_label()) for h in lines], loc="upper left", fontsize=8)
+    ax = axes[1]
+    ax.plot(x, 1000 * col("reaction_s"), "o-", color="tab:red", label="speech onset → interruption signal")
+    ax.plot(x, 1000 * col("flush_s"), "s-", color="magenta", label="signal → flush")
+    ax.set_xlabel("barge-in offset into the reply (s)")
+    ax.set_ylabel("milliseconds")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# -- comparing settings -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One setting to try: a label, the provider (carrying latency target, frame size, ...), a voice."""
+
+    label: str
+    provider: StreamingS2SProvider
+    voice_id: str | None = None
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    """A variant's recording and its latency report."""
+
+    variant: Variant
+    recording: Recording
+    report: LatencyReport = field(repr=False)
+
+    @property
+    def label(self) -> str:
+        return self.variant.label
+
+    @property
+    def turns(self) -> int:
+        return len(self.report.turns)
+
+
+async def compare_settings(
+    variants: Sequence[Variant],
+    user_audio: npt.NDArray[np.int16],
+    folder: str | os.PathLike[str],
+    *,
+    concurrent: bool = True,
+    pace: bool = True,
+    timeout_s: float = 90.0,
+) -> list[VariantResult]:
+    """Play the same user audio to each variant and report latency for each.
+
+    Parameters
+    ----------
+    variants : sequence of Variant
+    user_audio : numpy.ndarray
+        int16 PCM at the input rate, e.g. ``Recording.user_audio()`` of an earlier session (a replay).
+    folder : str or os.PathLike
+        Each variant records to ``folder/<n>_<label>``.
+    concurrent : bool
+        Run the variants at once (independent sessions).
+    pace : bool
+        Real-time sending (needed for wall-clock latencies).
+    timeout_s : float
+
+    Returns
+    -------
+    list of VariantResult, in the order of ``variants``.
+    """
+    root = Path(folder)
+
+    async def one(i: int, v: Variant) -> VariantResult:
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in v.label)
+        rec = await run_conversation(
+            v.provider,
+            user_audio,
+            root / f"{i:02d}_{safe}",
+            voice_id=v.voice_id,
+            pace=pace,
+            timeout_s=timeout_s,
+            metadata={"experiment": "compare_settings", "variant": v.label},
+        )
+        return VariantResult(v, rec, latency_report(rec.events))
+
+    if concurrent:
+        return list(await asyncio.gather(*(one(i, v) for i, v in enumerate(variants))))
+    return [await one(i, v) for i, v in enumerate(variants)]
+
+
+def _settings_of(r: VariantResult) -> str:
+    s = r.recording.meta.get("session", {})
+    parts = (s.get("provider"), s.get("latency_target"), f"{s.get('frame_ms')} ms", s.get("voice_id"))
+    return ", ".join(str(p) for p in parts)
+
+
+def comparison_table(results: Sequence[VariantResult]) -> str:
+    """One row per variant: settings, turns, and the median and p90 of each latency (HTML)."""
+    header = [
+        "variant",
+        "provider, latency target, frame, voice",
+        "turns",
+        "response p50",
+        "response p90",
+        "decision→audio p50",
+        "decision→audio p90",
+    ]
+    rows = []
+    for r in results:
+        resp = r.report.summary.get("response_s", {})
+        dec = r.report.summary.get("decision_to_audio_s", {})
+        rows.append(
+            [
+                r.label,
+                _settings_of(r),
+                r.turns,
+                resp.get("p50"),
+                resp.get("p90"),
+                dec.get("p50"),
+                dec.get("p90"),
+            ]
+        )
+    return html_table(header, rows)
+
+
+def plot_comparison(results: Sequence[VariantResult], ax: Any = None) -> Any:
+    """Every turn's response time (end of user audio → first audio) per variant, with the median.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3), dpi=80)
+    for i, r in enumerate(results):
+        values = np.array([t.response_s for t in r.report.turns if t.response_s is not None], dtype=float)
+        if values.size:
+            jitter = np.linspace(-0.12, 0.12, values.size) if values.size > 1 else np.zeros(1)
+            ax.plot(i + jitter, values, "o", color="tab:blue", alpha=0.7)
+            ax.hlines(np.median(values), i - 0.3, i + 0.3, color="tab:red", lw=2)
+    ax.set_xticks(range(len(results)))
+    ax.set_xticklabels([r.label for r in results], rotation=15)
+    ax.set_ylabel("end of user audio → first audio (s)")
+    ax.set_ylim(bottom=0)
+    ax.grid(axis="y", alpha=0.3)
+    if not math.isfinite(ax.get_ylim()[1]):
+        ax.set_ylim(0, 1)
+    return ax

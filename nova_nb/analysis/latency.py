@@ -1,0 +1,451 @@
+"""Latency per turn and barge-in reaction, computed from recorded events alone.
+
+Pure functions over the event dicts of ``events.jsonl`` (as :meth:`Recording.load` or
+:func:`~nova_nb.analysis.recording.read_events` returns them: dicts with ``kind`` and ``t``).
+The definitions below are the ones ``docs/RECORDING.md`` gives, so anyone can recompute the
+figures from the JSON Lines.
+
+A **turn** is one assistant reply: the audio ``content_id`` of ``AudioOutput`` lines, in the order
+of their first chunk. For turn *i* with first audio at ``first_audio_t`` and the previous turn's first
+audio at ``prev`` (``-inf`` for the first turn):
+
+``decision_t``
+    ``t`` of the last ``Transcript`` with ``role == "USER"`` and ``stage == "FINAL"`` in
+    ``(prev, first_audio_t]`` — the model's turn decision. ``None`` for a typed (text) turn.
+``speech_end_t``
+    ``t`` of the last ``UserSpeechEnded`` in ``(prev, anchor]`` where ``anchor`` is ``decision_t``
+    (or ``first_audio_t`` without one) — the end of the user's audio.
+``heard_t``
+    For the first ``PlaybackReported`` of the turn's ``content_id`` with ``played_s > 0``:
+    ``t - played_s``, the moment the page started playing it. ``None`` without playback reports.
+``response_s = first_audio_t - speech_end_t``; ``decision_to_audio_s = first_audio_t - decision_t``;
+``audio_to_heard_s = heard_t - first_audio_t``.
+
+A **barge-in** is the first ``Interruption`` line of a ``content_id`` (``signal_t``):
+``onset_t`` is the last ``UserSpeechStarted`` in ``[first_audio_t of that turn, signal_t]``;
+``flush_t`` is, for that content and at or after ``signal_t``, the first ``PlaybackReported`` with
+``final: true`` (a player said it stopped), else the first ``ClientFlushed`` (the interrupted end chunk
+reached the client's ``receive_audio()`` loop), else the recorder's ``PlayerFlushed`` line.
+``reaction_s = signal_t - onset_t``, ``flush_s = flush_t - signal_t``. ``heard_s`` is that
+report's ``played_s`` (or ``PlayerFlushed.played_s``), ``planned_words`` the word count of the last
+ASSISTANT SPECULATIVE transcript before the turn's first audio, and ``final_words`` that of the ASSISTANT
+FINAL transcripts between the turn's first audio and the next turn's first audio.
+"""
+
+from __future__ import annotations
+
+import bisect
+import html
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "LATENCY_METRICS",
+    "PERCENTILES",
+    "BargeIn",
+    "LatencyReport",
+    "Turn",
+    "barge_ins",
+    "html_table",
+    "latency_report",
+    "plot_latency",
+    "summarize",
+    "turns",
+]
+
+#: The per-turn latencies a report summarises, in seconds.
+LATENCY_METRICS = ("response_s", "decision_to_audio_s", "audio_to_heard_s")
+#: Percentiles of the summary.
+PERCENTILES = (50, 90, 95, 99)
+
+Event = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One assistant reply and its timing (seconds on the recording clock ``t``)."""
+
+    index: int
+    content_id: str
+    first_audio_t: float
+    speech_end_t: float | None
+    decision_t: float | None
+    heard_t: float | None
+    end_t: float | None
+    stop_reason: str | None
+    interrupted: bool
+    reply_audio_s: float
+    user_text: str | None
+    response_s: float | None
+    decision_to_audio_s: float | None
+    audio_to_heard_s: float | None
+
+
+@dataclass(frozen=True)
+class BargeIn:
+    """One interruption of a reply (seconds on the recording clock ``t``)."""
+
+    turn_index: int
+    content_id: str | None
+    onset_t: float | None
+    signal_t: float
+    flush_t: float | None
+    reaction_s: float | None
+    flush_s: float | None
+    heard_s: float | None
+    planned_words: int | None
+    final_words: int | None
+    signal: str | None
+
+    @property
+    def heard_text_fraction(self) -> float | None:
+        """Words of the FINAL text over words planned (SPECULATIVE), the model's idea of what was heard."""
+        if not self.planned_words or self.final_words is None:
+            return None
+        return self.final_words / self.planned_words
+
+
+def _diff(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _last_before(times: list[float], lo: float, hi: float) -> int | None:
+    """Index of the last time in ``(lo, hi]`` (times sorted), or None."""
+    i = bisect.bisect_right(times, hi) - 1
+    return i if i >= 0 and times[i] > lo else None
+
+
+def _first_audio(events: Iterable[Event]) -> tuple[list[str], dict[str, float], dict[str, float]]:
+    order: list[str] = []
+    first: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    for e in events:
+        if e["kind"] == "AudioOutput":
+            cid = e["content_id"]
+            if cid not in first:
+                first[cid] = e["t"]
+                order.append(cid)
+                seconds[cid] = 0.0
+            seconds[cid] += e.get("duration_s", e.get("n_samples", 0) / e.get("sample_rate", 24000))
+    order.sort(key=lambda c: first[c])
+    return order, first, seconds
+
+
+def turns(events: Sequence[Event]) -> list[Turn]:
+    """Split recorded events into turns and time each (definitions: module docstring).
+
+    Parameters
+    ----------
+    events : sequence of dict
+        Event lines with ``kind`` and ``t``, sorted by ``t`` (``Recording.events``).
+
+    Returns
+    -------
+    list of Turn
+        One per assistant reply, in order.
+
+    Examples
+    --------
+    >>> ev = [{"kind": "UserSpeechEnded", "t": 1.0},
+    ...       {"kind": "Transcript", "t": 2.5, "role": "USER", "stage": "FINAL", "text": "hi"},
+    ...       {"kind": "AudioOutput", "t": 2.6, "content_id": "a", "duration_s": 0.08}]
+    >>> t = turns(ev)[0]
+    >>> round(t.response_s, 3), round(t.decision_to_audio_s, 3)
+    (1.6, 0.1)
+    """
+    order, first, seconds = _first_audio(events)
+    decisions = [(e["t"], e.get("text")) for e in events if _is_user_final(e)]
+    decision_t = [d[0] for d in decisions]
+    speech_end = [e["t"] for e in events if e["kind"] == "UserSpeechEnded"]
+    speech_end.sort()
+    heard: dict[str, float] = {}
+    ends: dict[str, tuple[float, str | None]] = {}
+    interrupted: set[str] = set()
+    for e in events:
+        kind = e["kind"]
+        if kind == "PlaybackReported" and e.get("played_s", 0) > 0 and e["content_id"] not in heard:
+            heard[e["content_id"]] = e["t"] - e["played_s"]
+        elif kind == "ContentEnded" and e.get("type") == "AUDIO" and e.get("role") == "ASSISTANT":
+            ends.setdefault(e["content_id"], (e["t"], e.get("stop_reason")))
+        elif kind == "Interruption" and e.get("content_id"):
+            interrupted.add(e["content_id"])
+    out: list[Turn] = []
+    prev = -math.inf
+    for i, cid in enumerate(order):
+        fa = first[cid]
+        d = _last_before(decision_t, prev, fa)
+        dec = decisions[d] if d is not None else None
+        anchor = dec[0] if dec else fa
+        s = _last_before(speech_end, prev, anchor)
+        se = speech_end[s] if s is not None else None
+        end = ends.get(cid)
+        stop = end[1] if end else None
+        ht = heard.get(cid)
+        out.append(
+            Turn(
+                index=i,
+                content_id=cid,
+                first_audio_t=fa,
+                speech_end_t=se,
+                decision_t=dec[0] if dec else None,
+                heard_t=ht,
+                end_t=end[0] if end else None,
+                stop_reason=stop,
+                interrupted=cid in interrupted or stop == "INTERRUPTED",
+                reply_audio_s=round(seconds[cid], 6),
+                user_text=dec[1] if dec else None,
+                response_s=_diff(fa, se),
+                decision_to_audio_s=_diff(fa, dec[0] if dec else None),
+                audio_to_heard_s=_diff(ht, fa),
+            )
+        )
+        prev = fa
+    return out
+
+
+def _is_user_final(e: Event) -> bool:
+    return e["kind"] == "Transcript" and e.get("role") == "USER" and e.get("stage") == "FINAL"
+
+
+def _words(text: str | None) -> int:
+    return len(text.split()) if text else 0
+
+
+def barge_ins(events: Sequence[Event]) -> list[BargeIn]:
+    """Every barge-in: onset → interruption signal → flush, and how much was heard.
+
+    Parameters
+    ----------
+    events : sequence of dict
+        Event lines sorted by ``t``.
+
+    Returns
+    -------
+    list of BargeIn
+        One per interrupted reply, in order (definitions: module docstring).
+    """
+    order, first, _ = _first_audio(events)
+    index = {cid: i for i, cid in enumerate(order)}
+    firsts = [first[c] for c in order]
+    onsets = sorted(e["t"] for e in events if e["kind"] == "UserSpeechStarted")
+    speculative = [
+        (e["t"], e.get("text"))
+        for e in events
+        if e["kind"] == "Transcript" and e.get("role") == "ASSISTANT" and e.get("stage") == "SPECULATIVE"
+    ]
+    spec_t = [s[0] for s in speculative]
+    finals = [
+        (e["t"], e.get("text"))
+        for e in events
+        if e["kind"] == "Transcript" and e.get("role") == "ASSISTANT" and e.get("stage") == "FINAL"
+    ]
+    out: list[BargeIn] = []
+    seen: set[str | None] = set()
+    for e in events:
+        if e["kind"] != "Interruption" or e.get("content_id") in seen:
+            continue
+        cid = e.get("content_id")
+        seen.add(cid)
+        signal_t = e["t"]
+        ti = index.get(cid, -1) if cid else -1
+        fa = first.get(cid, -math.inf) if cid else -math.inf
+        o = _last_before(onsets, fa - 1e-9, signal_t)
+        onset = onsets[o] if o is not None else None
+        flush_t, heard_s = _flush_of(events, cid, signal_t)
+        planned = final_words = None
+        if ti >= 0:
+            s = _last_before(spec_t, -math.inf, fa)
+            planned = _words(speculative[s][1]) if s is not None else None
+            nxt = firsts[ti + 1] if ti + 1 < len(firsts) else math.inf
+            final_words = sum(_words(text) for t, text in finals if fa <= t < nxt)
+        out.append(
+            BargeIn(
+                turn_index=ti,
+                content_id=cid,
+                onset_t=onset,
+                signal_t=signal_t,
+                flush_t=flush_t,
+                reaction_s=_diff(signal_t, onset),
+                flush_s=_diff(flush_t, signal_t),
+                heard_s=heard_s,
+                planned_words=planned,
+                final_words=final_words,
+                signal=e.get("signal"),
+            )
+        )
+    return out
+
+
+def _flush_of(events: Sequence[Event], cid: str | None, signal_t: float) -> tuple[float | None, float | None]:
+    """When the reply stopped playing, and how much of it had played: the best source available.
+
+    A player's own report (``PlaybackReported`` with ``final``) first, then a client's
+    ``ClientFlushed`` mark (the interrupted end chunk reached ``receive_audio()``), then the
+    recorder's simulated player (``PlayerFlushed``).
+    """
+    best: dict[str, tuple[float, float | None]] = {}
+    for e in events:
+        kind = e["kind"]
+        if e.get("content_id") != cid or e["t"] < signal_t - 1e-9 or kind in best:
+            continue
+        if (kind == "PlaybackReported" and e.get("final")) or kind in ("ClientFlushed", "PlayerFlushed"):
+            best[kind] = (e["t"], e.get("played_s"))
+    for kind in ("PlaybackReported", "ClientFlushed", "PlayerFlushed"):
+        if kind in best:
+            return best[kind]
+    return None, None
+
+
+def summarize(
+    rows: Sequence[Any], metrics: Sequence[str] = LATENCY_METRICS, percentiles: Sequence[int] = PERCENTILES
+) -> dict[str, dict[str, float]]:
+    """Count, mean, min, percentiles and max of each metric over the rows that have it.
+
+    Parameters
+    ----------
+    rows : sequence of Turn or BargeIn (or anything with those attributes)
+    metrics : sequence of str
+        Attribute names; ``None`` values are left out.
+    percentiles : sequence of int
+
+    Returns
+    -------
+    dict
+        ``{metric: {"n": ..., "mean": ..., "min": ..., "p50": ..., ..., "max": ...}}``; metrics
+        without any value are left out.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for m in metrics:
+        values = np.array([v for r in rows if (v := getattr(r, m)) is not None], dtype=float)
+        if values.size == 0:
+            continue
+        stats: dict[str, float] = {
+            "n": float(values.size),
+            "mean": float(values.mean()),
+            "min": float(values.min()),
+        }
+        for p, v in zip(percentiles, np.percentile(values, percentiles), strict=False):
+            stats[f"p{p}"] = float(v)
+        stats["max"] = float(values.max())
+        out[m] = stats
+    return out
+
+
+def html_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A small HTML table; cells are escaped, floats shown with 3 decimals, None as an empty cell."""
+
+    def cell(v: Any) -> str:
+        if v is None:
+            return ""
+        if isinstance(v, float):
+            return f"{v:.3f}"
+        return html.escape(str(v))
+
+    head = "".join(f"<th style='text-align:right'>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td style='text-align:right'>{cell(v)}</td>" for v in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+@dataclass(frozen=True)
+class LatencyReport:
+    """Per-turn latencies and their summary; shows as two tables in a notebook."""
+
+    turns: list[Turn]
+    summary: dict[str, dict[str, float]]
+
+    TURN_COLUMNS = (
+        "index",
+        "user_text",
+        "speech_end_t",
+        "decision_t",
+        "first_audio_t",
+        "response_s",
+        "decision_to_audio_s",
+        "audio_to_heard_s",
+        "reply_audio_s",
+        "stop_reason",
+    )
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The turns as plain dicts (e.g. for ``pandas.DataFrame`` or ``csv.DictWriter``)."""
+        return [asdict(t) for t in self.turns]
+
+    def summary_rows(self) -> list[list[Any]]:
+        stats = ("n", "mean", "min", *(f"p{p}" for p in PERCENTILES), "max")
+        return [[m, *(int(s[k]) if k == "n" else s[k] for k in stats)] for m, s in self.summary.items()]
+
+    def _repr_html_(self) -> str:
+        stats = ["metric", "n", "mean", "min", *(f"p{p}" for p in PERCENTILES), "max"]
+        turn_rows = [[getattr(t, c) for c in self.TURN_COLUMNS] for t in self.turns]
+        return (
+            "<b>Per turn</b> (seconds)"
+            + html_table(list(self.TURN_COLUMNS), turn_rows)
+            + "<b>Summary</b> (seconds)"
+            + html_table(stats, self.summary_rows())
+        )
+
+    def plot(self, ax: Any = None) -> Any:
+        """See :func:`plot_latency`."""
+        return plot_latency(self.turns, ax=ax)
+
+
+def latency_report(events: Sequence[Event]) -> LatencyReport:
+    """Turns and summary percentiles from recorded events.
+
+    Examples
+    --------
+    >>> report = latency_report(recording.events)             # doctest: +SKIP
+    >>> report.summary["response_s"]["p50"]                   # doctest: +SKIP
+    """
+    t = turns(events)
+    return LatencyReport(t, summarize(t))
+
+
+def plot_latency(rows: Sequence[Turn], ax: Any = None) -> Any:
+    """A bar per turn: end of user audio → turn decision → first audio (→ heard), stacked.
+
+    Parameters
+    ----------
+    rows : sequence of Turn
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3), dpi=80)
+    idx = np.arange(len(rows))
+    to_decision = np.array(
+        [_diff(r.decision_t, r.speech_end_t) if r.speech_end_t is not None else None for r in rows],
+        dtype=float,
+    )
+    to_audio = np.array([r.decision_to_audio_s for r in rows], dtype=float)
+    to_heard = np.array([r.audio_to_heard_s for r in rows], dtype=float)
+    a = np.nan_to_num(to_decision)
+    b = np.nan_to_num(to_audio)
+    ax.bar(idx, a, color="tab:orange", label="end of user audio → turn decision")
+    ax.bar(idx, b, bottom=a, color="tab:green", label="turn decision → first audio")
+    if np.isfinite(to_heard).any():
+        ax.bar(idx, np.nan_to_num(to_heard), bottom=a + b, color="tab:purple", label="first audio → heard")
+    top = float(np.nanmax(a + b + np.nan_to_num(to_heard), initial=0.0))
+    ax.set_ylim(0, max(top * 1.35, 0.1))  # room for the legend above the bars
+    ax.set_xlabel("turn")
+    ax.set_ylabel("seconds")
+    ax.set_xticks(idx)
+    ax.legend(loc="upper left", fontsize=8)
+    return ax
+
+
+def field_names(cls: type) -> list[str]:
+    """The field names of :class:`Turn` or :class:`BargeIn` (column order)."""
+    return [f.name for f in fields(cls)]

@@ -1,0 +1,75 @@
+"""Barge-in sweeps and replays against the local emulator, with real spoken questions."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nova_nb.analysis import Recording, barge_ins, interruption_sweep, plot_sweep, replay, sweep_table, turns
+from nova_nb.emulator.engine.testaudio import make_utterance
+
+from .conftest import LiveTurn, provider
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> list:
+    question = make_utterance("Tell me about the weather tomorrow.", lead_silence_s=0.3, tail_silence_s=0.0)
+    stop = make_utterance("Stop, please.", lead_silence_s=0.0, tail_silence_s=0.0)
+    folder = tmp_path_factory.mktemp("sweep")
+    return asyncio.run(
+        interruption_sweep(provider(), [0.3, 0.9, 1.5, 6.0], question, stop, folder, timeout_s=40)
+    )
+
+
+def test_heard_grows_with_the_offset(sweep: list) -> None:
+    hit = [t for t in sweep if t.barge_in is not None]
+    assert [t.offset_s for t in hit] == [0.3, 0.9, 1.5]
+    heard = [t.barge_in.heard_s for t in hit]
+    words = [t.barge_in.final_words for t in hit]
+    assert heard == sorted(heard) and heard[0] < heard[-1]
+    assert words == sorted(words) and words[0] < words[-1]
+    for t in hit:
+        b = t.barge_in
+        # Heard = offset + the wait for the speech to start + the time to react (the emulator needs 0.15 s
+        # of speech to call it a barge-in).
+        assert t.offset_s + b.reaction_s - 0.03 < b.heard_s < t.offset_s + b.reaction_s + 0.25
+        assert 0.1 < b.reaction_s < 0.5 and 0 <= b.flush_s < 0.1
+        assert b.final_words < b.planned_words
+        assert t.turns == 2  # the interjection is answered too
+        # The microphone carried the question, then the interjection alone, then silence.
+        rec = Recording.load(t.folder)
+        assert rec.user_audio().size > 0 and rec.of("UserSpeechEnded")[-1]["t"] - b.onset_t < 1.2
+
+
+def test_offset_past_the_reply_interrupts_nothing(sweep: list) -> None:
+    late = sweep[-1]
+    assert late.offset_s == 6.0 and late.barge_in is None and late.turns == 1
+
+
+def test_sweep_table_and_plot(sweep: list) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    assert sweep_table(sweep).count("<tr>") == 1 + len(sweep)
+    fig = plot_sweep(sweep)
+    assert len(fig.axes) == 3
+    matplotlib.pyplot.close(fig)
+
+
+async def test_replay_reproduces_the_turns(sweep: list, tmp_path: Path) -> None:
+    original = Recording.load(sweep[1].folder)
+    again = await replay(original, provider(), tmp_path / "replay", pace=False, timeout_s=30)
+    assert np.array_equal(again.user_audio()[: original.user_audio().size], original.user_audio())
+    assert len(turns(again.events)) == len(turns(original.events)) == 2
+    assert len(barge_ins(again.events)) == len(barge_ins(original.events)) == 1
+    assert again.meta["user"]["replay_of"] == str(original.folder)
+
+
+async def test_replay_of_one_turn(one_turn: LiveTurn, tmp_path: Path) -> None:
+    again = await replay(one_turn.recording, provider(), tmp_path / "again", pace=False, timeout_s=30)
+    assert [t.user_text for t in turns(again.events)] == [
+        t.user_text for t in turns(one_turn.recording.events)
+    ]
