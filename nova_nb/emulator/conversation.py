@@ -544,9 +544,11 @@ class Conversation:
             out_rate = settings.output_sample_rate
             remaining_wall = reply.start_wall + (reply.total_out_samples or 0) / out_rate - time.monotonic()
             if not reply.finished.is_set():
-                await asyncio.wait(
-                    {asyncio.ensure_future(reply.finished.wait())}, timeout=max(remaining_wall, 0) + 0.05
-                )
+                waiter = asyncio.ensure_future(reply.finished.wait())
+                try:
+                    await asyncio.wait({waiter}, timeout=max(remaining_wall, 0) + 0.05)
+                finally:
+                    waiter.cancel()  # also when this reply is cancelled meanwhile
             reply.finished.set()
             if reply.interrupted:
                 # Both barge-in signals (§5): the audio block ends INTERRUPTED, and the FINAL text says

@@ -30,11 +30,12 @@ async def test_talk_from_a_wav_file_real_time(tmp_path: object) -> None:
 async def test_talk_two_questions_fast() -> None:
     provider = s2s.new_provider("local", engine="speech", latency_target="low")
     audio = np.concatenate(
-        [make_utterance("Hello there.", tail_silence_s=4.0), make_utterance("What is the date today?")]
+        [make_utterance("Hello there.", tail_silence_s=6.0), make_utterance("What is the date today?")]
     )
     result = await talk(provider, audio, sample_rate=16000, pace=False, timeout_s=30)  # type: ignore[arg-type]
-    assert len(result.turns) == 2
-    assert all(t.reply_text and not t.interrupted for t in result.turns)
+    seen = [(t.user_text, t.reply_text, t.interrupted) for t in result.turns]
+    assert len(result.turns) == 2, seen
+    assert all(t.reply_text and not t.interrupted for t in result.turns), seen
 
 
 async def test_talk_bad_input() -> None:

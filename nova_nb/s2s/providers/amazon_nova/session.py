@@ -100,12 +100,21 @@ class _Channel[T]:
         return self.items.popleft()
 
 
-async def _wait(awaitable: Any, timeout: float) -> bool:
-    """Wait at most ``timeout`` s without cancelling ``awaitable`` on time-out (§10)."""
+async def _wait(awaitable: Any, timeout: float, *, cancel_on_timeout: bool = False) -> bool:
+    """Wait at most ``timeout`` s. SDK calls are not cancelled on time-out (§10: that can break the
+    stream or hang); our own waits (``cancel_on_timeout=True``, e.g. on an Event) are, so they do
+    not linger as pending tasks."""
     task = asyncio.ensure_future(awaitable)
     if task.done():
         return True
-    done, _ = await asyncio.wait({task}, timeout=max(timeout, 0.0))
+    try:
+        done, _ = await asyncio.wait({task}, timeout=max(timeout, 0.0))
+    except asyncio.CancelledError:
+        if cancel_on_timeout:  # our caller was cancelled: do not leave our own waiter behind
+            task.cancel()
+        raise
+    if not done and cancel_on_timeout:
+        task.cancel()
     if done and not task.cancelled() and task.exception() is not None:
         log.debug("ignored while waiting: %r", task.exception())
     return bool(done)
@@ -270,7 +279,7 @@ class _Stream:
     async def close(self, timeout: float, *, flush: list[bytes] = ()) -> None:  # type: ignore[assignment]
         """Closing sequence (also after errors in the model, to free its resources, §2.6), bounded."""
         if self.closing:
-            await _wait(self.ended.wait(), timeout)
+            await _wait(self.ended.wait(), timeout, cancel_on_timeout=True)
             return
         self.closing = True
         deadline = time.monotonic() + timeout
@@ -757,7 +766,7 @@ class NovaSession(S2SSession):
         stream.put(item)
         if stream.drained.is_set():
             return
-        done = await _wait(stream.drained.wait(), self.config.open_timeout_s)
+        done = await _wait(stream.drained.wait(), self.config.open_timeout_s, cancel_on_timeout=True)
         if not done and stream is self._stream:
             stream._ended(
                 StreamError(
@@ -884,7 +893,7 @@ class NovaSession(S2SSession):
     async def close(self) -> None:
         """Send the closing sequence and end the stream(s), within ``config.close_timeout_s``."""
         if self._closing or self._closed.is_set():
-            await _wait(self._closed.wait(), self.config.close_timeout_s)
+            await _wait(self._closed.wait(), self.config.close_timeout_s, cancel_on_timeout=True)
             return
         self._closing = True
         self._paused = False
