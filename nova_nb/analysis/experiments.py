@@ -152,9 +152,9 @@ async def run_conversation(
     if barge_in is not None:
         info["barge_in_offset_s"] = barge_in[0]
     session = await provider.start_streaming(context, voice_id=voice_id)
-    recorder = SessionRecorder(folder, session, metadata=info)  # type: ignore[arg-type]
+    recorder = SessionRecorder(folder, session, metadata=info)
     watch = _Watch()
-    session.add_listener(watch)  # type: ignore[attr-defined]
+    session.add_listener(watch)
 
     async def drain() -> None:
         # The client side of playback: take chunks as a player would; note when a flush reaches it.

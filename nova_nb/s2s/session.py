@@ -8,7 +8,7 @@ version used a type assertion.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Self
 
@@ -63,6 +63,20 @@ class S2SSession(abc.ABC):
     @property
     @abc.abstractmethod
     def closed(self) -> bool: ...
+
+    @abc.abstractmethod
+    def add_listener(self, callback: Callable[[ev.Event], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every event on the session's loop; returns a remover."""
+
+    @abc.abstractmethod
+    def add_input_listener(self, callback: Callable[[bytes, float, int], None]) -> Callable[[], None]:
+        """Call ``callback(frame, timestamp, sample_rate)`` for every input frame sent."""
+
+    @abc.abstractmethod
+    def report_playback(
+        self, content_id: str, played_s: float, *, final: bool = False, at: float | None = None
+    ) -> None:
+        """Tell the session how much of a reply a player has played (seconds)."""
 
     async def __aenter__(self) -> Self:
         return self
