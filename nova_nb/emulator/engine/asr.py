@@ -148,7 +148,8 @@ class MoonshineRecognizer:
             transcriber = self._ensure_loaded()
             # A fresh stream per utterance: moonshine-voice 0.1.0's transcribe_without_streaming keeps
             # state between calls (audio of one call leaks into the next as a stray "You" line, and
-            # identical audio gives different text), while a new stream is deterministic.
+            # identical audio gives different text); a new stream does not. (Under heavy CPU load a
+            # borderline word can still differ between runs: ONNX Runtime's threaded float math.)
             try:
                 stream = transcriber.create_stream()
                 try:
