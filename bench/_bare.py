@@ -42,7 +42,9 @@ async def make_client(endpoint: Endpoint) -> Any:
 
 def audio_input_parts(prompt_name: str, content_name: str) -> tuple[bytes, bytes]:
     """The bytes around the base64 of an ``audioInput`` event (the JSON the provider sends)."""
-    head = f'{{"event":{{"audioInput":{{"promptName":"{prompt_name}","contentName":"{content_name}","content":"'
+    head = (
+        f'{{"event":{{"audioInput":{{"promptName":"{prompt_name}","contentName":"{content_name}","content":"'
+    )
     return head.encode(), b'"}}}'
 
 

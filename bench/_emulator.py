@@ -40,6 +40,15 @@ class Endpoint:
         }
 
 
+def pin_threads(pid: int, cpus: set[int]) -> None:
+    """Pin every thread of process ``pid`` to ``cpus``; threads they start later inherit it."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except (ProcessLookupError, FileNotFoundError):  # a thread that just ended
+            pass
+
+
 class EmulatorProcess:
     """``nova-nb emulator serve --json --engine ENGINE`` as a child process; SIGTERM on exit."""
 
@@ -68,6 +77,11 @@ class EmulatorProcess:
             self.stop()
             raise
         return self
+
+    def pin(self, cpus: set[int]) -> None:
+        """Run every thread of the emulator (and any it starts later) on ``cpus`` only (Linux)."""
+        assert self.proc is not None
+        pin_threads(self.proc.pid, cpus)
 
     def _first_line(self, timeout: float) -> str:
         assert self.proc is not None and self.proc.stdout is not None

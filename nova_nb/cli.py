@@ -191,7 +191,9 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 def _watchdog_exit() -> None:
-    print(f"{PROG}: shutdown took longer than {SHUTDOWN_WATCHDOG_S:g} s; exiting", file=sys.stderr, flush=True)
+    print(
+        f"{PROG}: shutdown took longer than {SHUTDOWN_WATCHDOG_S:g} s; exiting", file=sys.stderr, flush=True
+    )
     os._exit(1)
 
 
@@ -228,8 +230,15 @@ def _add_emulator(commands: Any) -> None:
         ),
     )
     serve.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: 0, a free port)")
-    serve.add_argument("--region", default="us-east-1", help="the region clients must sign for (default: us-east-1)")
-    serve.add_argument("--engine", default="scripted", choices=_engine_names(), help="what the emulated model does (default: scripted)")
+    serve.add_argument(
+        "--region", default="us-east-1", help="the region clients must sign for (default: us-east-1)"
+    )
+    serve.add_argument(
+        "--engine",
+        default="scripted",
+        choices=_engine_names(),
+        help="what the emulated model does (default: scripted)",
+    )
     serve.add_argument(
         "--session-limit",
         type=float,
@@ -271,7 +280,9 @@ def _add_providers(commands: Any) -> None:
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
 
 
 def voice_rows(model_id: str | None = None, language: str | None = None) -> list[list[str]]:
@@ -317,7 +328,9 @@ def _add_voices(commands: Any) -> None:
         "which the voice is the default when none is given.",
         formatter_class=_Formatter,
     )
-    parser.add_argument("--model", metavar="ID", default=None, help="only this model id (default: all models)")
+    parser.add_argument(
+        "--model", metavar="ID", default=None, help="only this model id (default: all models)"
+    )
     parser.add_argument(
         "--language", metavar="L", default=None, help="only voices that speak this locale, e.g. en-GB"
     )

@@ -81,7 +81,11 @@ def test_voices_by_model_and_language(capsys: pytest.CaptureFixture[str]) -> Non
     assert code == 0
     voices = {line.split()[1] for line in out.splitlines()[1:]}
     # amy speaks en-GB; tiffany and matthew are polyglot on Nova 2 (§7).
-    assert voices == set(catalog.MODELS[catalog.NOVA_2_SONIC].voices_for("en-GB")) == {"amy", "tiffany", "matthew"}
+    assert (
+        voices
+        == set(catalog.MODELS[catalog.NOVA_2_SONIC].voices_for("en-GB"))
+        == {"amy", "tiffany", "matthew"}
+    )
     amy = next(line for line in out.splitlines() if " amy " in line)
     assert amy.rstrip().endswith("en-GB")  # the default voice for en-GB
 
@@ -118,7 +122,7 @@ async def test_emulator_serve_json_subprocess() -> None:
         info = json.loads(line)
         assert info["pid"] == proc.pid
         assert info["endpoint_uri"].startswith("https://127.0.0.1:")
-        assert Path(info["ca_file"]).is_file()
+        assert await asyncio.to_thread(os.path.isfile, info["ca_file"])
         provider = s2s.new_provider(
             "amazon_nova",
             endpoint_uri=info["endpoint_uri"],
@@ -132,7 +136,9 @@ async def test_emulator_serve_json_subprocess() -> None:
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), EXIT_TIMEOUT_S)
         assert code == 0
-        assert not Path(info["ca_file"]).exists()  # the per-run CA is removed on shutdown
+        assert not await asyncio.to_thread(
+            os.path.exists, info["ca_file"]
+        )  # the per-run CA is removed on shutdown
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -168,3 +174,14 @@ async def _talk(provider: s2s.S2SProvider) -> None:
     finally:
         await session.close()
     assert session.error is None
+
+
+def test_bench_engine_plan() -> None:
+    from nova_nb.emulator.benchburst import BenchPlan
+
+    plan = BenchPlan(mode="burst", count=7, chunk_ms=20, interval_ms=5, trigger="audio")
+    assert BenchPlan.from_prompt(plan.to_prompt()) == plan
+    assert BenchPlan.from_prompt("You are a friendly assistant.") is None
+    with pytest.raises(s2s.ConfigError, match="chunk_ms"):
+        BenchPlan(chunk_ms=100)
+    assert callable(cli.make_handler(cli.BENCH_ENGINE, 10))

@@ -227,6 +227,12 @@ async def test_exception_from_the_stream_surfaces_once() -> None:
     t0 = time.monotonic()
     await session.close()
     assert time.monotonic() - t0 < 1.0
+    await asyncio.sleep(0.05)
+    # Closing a failed session still stops its tasks: none is left pending.
+    left = [
+        t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith(("nova-sender", "nova-reader"))
+    ]
+    assert left == []
 
 
 @pytest.mark.parametrize(

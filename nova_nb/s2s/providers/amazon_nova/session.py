@@ -337,6 +337,7 @@ class NovaSession(S2SSession):
         self._audio: _Channel[AudioOutputChunk] = _Channel()
         self._audio_buffered = 0  # bytes of output audio in the channel
         self._events: _Channel[ev.Event] = _Channel(maxlen=EVENT_BUFFER_MAX)
+        self._event_readers = 0
         self._listeners: list[Callable[[ev.Event], None]] = []
         self._input_listeners: list[Callable[[bytes, float, int], None]] = []
         #: Seconds of each reply (by content id) that a player reported as heard.
@@ -522,7 +523,11 @@ class NovaSession(S2SSession):
     # -- output ------------------------------------------------------------------------------------
 
     def _publish(self, event: ev.Event) -> None:
-        self._events.put(event)
+        # Audio events carry PCM: buffer them for events() only while someone iterates it (the audio
+        # itself is in receive_audio()); otherwise an unread events() would hold up to
+        # EVENT_BUFFER_MAX chunks of audio. Listeners always get them.
+        if self._event_readers or not isinstance(event, ev.AudioOutput):
+            self._events.put(event)
         for listener in tuple(self._listeners):
             try:
                 listener(event)
@@ -794,12 +799,18 @@ class NovaSession(S2SSession):
         Raises AudioFormatError (a ValueError) for unusable input; the session keeps running.
         """
         self._check_usable()
-        samples = pcm.to_pcm16_mono(
-            audio,
-            sample_rate=sample_rate,
-            target_rate=self.config.input_sample_rate,
-            input_rate_default=self.config.input_sample_rate,
-        )
+        rate = self.config.input_sample_rate
+        if (
+            type(audio) is bytes
+            and len(audio) == 2 * self.config.input_frame_samples
+            and sample_rate in (None, rate)
+            and not self._reframer.pending
+            and not self._paused
+        ):
+            # The hot path of a microphone: exactly one frame of PCM at the input rate.
+            await self._send_frame(audio, pace)
+            return
+        samples = pcm.to_pcm16_mono(audio, sample_rate=sample_rate, target_rate=rate, input_rate_default=rate)
         if self._paused:
             self.muted_samples += samples.size
             return  # the keep-alive task is sending silence in its place
@@ -886,15 +897,25 @@ class NovaSession(S2SSession):
             yield chunk
 
     async def events(self) -> AsyncIterator[ev.Event]:
-        """Every typed event since the session opened; ends with SessionClosed."""
-        while (event := await self._events.get()) is not None:
-            yield event
+        """Every typed event since the session opened; ends with SessionClosed.
+
+        AudioOutput events are included from the moment an iteration is running (their audio is also
+        in receive_audio()); every other event is kept from the start.
+        """
+        self._event_readers += 1
+        try:
+            while (event := await self._events.get()) is not None:
+                yield event
+        finally:
+            self._event_readers -= 1
 
     async def close(self) -> None:
         """Send the closing sequence and end the stream(s), within ``config.close_timeout_s``."""
-        if self._closing or self._closed.is_set():
+        if self._closing:
             await _wait(self._closed.wait(), self.config.close_timeout_s, cancel_on_timeout=True)
             return
+        # Also after a failure (the session is already "closed" then): the streams' tasks must still
+        # be stopped, or the sender and the SDK's request-body task are left pending for ever.
         self._closing = True
         self._paused = False
         if self._keepalive is not None:

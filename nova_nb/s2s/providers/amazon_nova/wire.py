@@ -426,6 +426,13 @@ def split_event(raw: bytes | str | Mapping[str, Any]) -> tuple[str, dict[str, An
             obj = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ProtocolError(f"event is not valid JSON: {exc}") from None
+    if type(obj) is dict and len(obj) == 1:
+        # Fast path (every well-formed event): {"event": {NAME: {...}}} as json.loads makes it.
+        inner = obj.get("event")
+        if type(inner) is dict and len(inner) == 1:
+            ((name, body),) = inner.items()
+            if type(body) is dict:
+                return name, body
     if not isinstance(obj, Mapping) or set(obj) != {"event"} or not isinstance(obj["event"], Mapping):
         raise ProtocolError('an event must be a JSON object {"event": {NAME: {...}}}')
     inner = obj["event"]
