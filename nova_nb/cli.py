@@ -24,6 +24,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from .errors import NovaNbError
@@ -338,11 +339,289 @@ def _add_voices(commands: Any) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
+# talk
+# --------------------------------------------------------------------------------------------------
+
+
+def _provider_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {"latency_target": args.latency_target, "language": args.language}
+    if args.region:
+        options["region"] = args.region
+    if getattr(args, "profile", None):
+        options["profile"] = args.profile
+    if getattr(args, "engine", None) and args.provider == "local":
+        options["engine"] = args.engine
+    return options
+
+
+async def _talk(args: argparse.Namespace) -> int:
+    from . import audio as pcm
+    from . import s2s
+    from .s2s.talk import talk
+
+    provider = s2s.new_provider(args.provider, **_provider_options(args))
+    if not isinstance(provider, s2s.StreamingS2SProvider):
+        raise s2s.ConfigError(f"provider {args.provider!r} cannot stream")
+    context = s2s.ConversationContext(system_prompt=args.system_prompt) if args.system_prompt else None
+    result = await talk(
+        provider, args.input, context=context, voice_id=args.voice, pace=not args.fast, timeout_s=args.timeout
+    )
+    out = Path(args.output) if args.output else Path(args.input).with_suffix(".reply.wav")
+    pcm.write_wav(out, result.reply_audio, result.sample_rate)
+    if args.json:
+        turns = [
+            {
+                "user": t.user_text,
+                "assistant": t.reply_text,
+                "interrupted": t.interrupted,
+                "reply_s": round(t.reply_duration_s, 3),
+                "end_of_speech_to_first_audio_s": _round(t.end_of_speech_to_first_audio_s),
+                "decision_to_first_audio_s": _round(t.decision_to_first_audio_s),
+            }
+            for t in result.turns
+        ]
+        print(json.dumps({"provider": provider.name, "output": str(out), "turns": turns}))
+        return 0 if result.turns else 1
+    print(
+        f"provider {provider.name}, voice {args.voice or provider.config.resolved_voice_id}, "
+        f"latency target {args.latency_target}{' (sent faster than real time)' if args.fast else ''}"
+    )
+    if not result.turns:
+        print("no reply: the model heard no turn in this audio (is there speech, followed by a pause?)")
+        return 1
+    for i, t in enumerate(result.turns, 1):
+        print(f"\nturn {i}")
+        print(f"  you:        {t.user_text or '(typed or no transcript)'}")
+        print(f"  assistant:  {t.reply_text}{'  [interrupted]' if t.interrupted else ''}")
+        eos, decision = t.end_of_speech_to_first_audio_s, t.decision_to_first_audio_s
+        if eos is not None:
+            print(
+                f"  latency:    end of speech → first audio {eos * 1000:.0f} ms (includes the turn-end pause)"
+            )
+        if decision is not None:
+            print(f"              turn decision → first audio {decision * 1000:.0f} ms")
+    seconds = result.reply_audio.size / result.sample_rate
+    print(f"\nreply audio: {out} ({seconds:.2f} s at {result.sample_rate} Hz)")
+    return 0
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _cmd_talk(args: argparse.Namespace) -> int:
+    return asyncio.run(_talk(args))
+
+
+def _add_common_provider_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--provider", default="local", help="local (offline emulator) or amazon_nova")
+    parser.add_argument(
+        "--latency-target",
+        default="medium",
+        choices=("low", "medium", "high"),
+        help="turn-end pause: low 1.5 s, medium 1.75 s, high 2.0 s (Nova 2)",
+    )
+    parser.add_argument("--language", default="en-US", help="locale, e.g. en-GB (picks the default voice)")
+    parser.add_argument("--region", default=None, help="AWS region (amazon_nova)")
+    parser.add_argument("--profile", default=None, help="AWS profile from ~/.aws/config (amazon_nova)")
+
+
+def _add_talk(commands: Any) -> None:
+    parser = commands.add_parser(
+        "talk",
+        help="say an audio file to the model, save its spoken reply",
+        description="Stream a WAV file into a session as a microphone would (real time, then silence "
+        "until the model has answered), print what the model heard and said with per-turn latency, and "
+        "write the reply audio to a WAV file. Uses the offline emulator unless --provider amazon_nova.",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("input", help="WAV file with the question (any rate, mono or stereo)")
+    parser.add_argument("-o", "--output", default=None, help="reply WAV (default: INPUT.reply.wav)")
+    parser.add_argument("--voice", default=None, help="Nova voice id, e.g. matthew (see 'nova-nb voices')")
+    parser.add_argument("--system-prompt", default=None, help="the conversation's system prompt")
+    parser.add_argument("--engine", default=None, help="local emulator engine: auto, speech or scripted")
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="send faster than real time (the emulator decides turns in audio time; "
+        "wall-clock latencies are then not meaningful)",
+    )
+    parser.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    _add_common_provider_args(parser)
+    parser.set_defaults(func=_cmd_talk)
+
+
+# --------------------------------------------------------------------------------------------------
+# doctor
+# --------------------------------------------------------------------------------------------------
+
+
+def doctor_checks(
+    check_model: bool = False, region: str | None = None, profile: str | None = None
+) -> list[tuple[str, str, str]]:
+    """(status, what, detail) rows: status is "ok", "warn", "fail" or "skip". Never shows secrets."""
+    import importlib.metadata as md
+    import shutil
+
+    from packaging.requirements import Requirement
+
+    rows: list[tuple[str, str, str]] = []
+    py = sys.version_info
+    rows.append(
+        ("ok" if py >= (3, 12) else "fail", "Python", f"{py.major}.{py.minor}.{py.micro} (needs >= 3.12)")
+    )
+    # The SDK set must match the pins exactly: mixing versions breaks at run time.
+    sdk = {
+        "aws-sdk-bedrock-runtime",
+        "smithy-core",
+        "smithy-http",
+        "smithy-aws-core",
+        "smithy-aws-event-stream",
+        "smithy-json",
+        "aws-sdk-signers",
+        "awscrt",
+    }
+    problems, seen = [], []
+    for spec in md.requires("nova_nb") or []:
+        req = Requirement(spec)
+        if req.name not in sdk or req.marker is not None:
+            continue
+        try:
+            version = md.version(req.name)
+        except md.PackageNotFoundError:
+            problems.append(f"{req.name} missing")
+            continue
+        seen.append(f"{req.name} {version}")
+        if not req.specifier.contains(version, prereleases=True):
+            problems.append(f"{req.name} {version} (wants {req.specifier})")
+    rows.append(
+        ("fail" if problems else "ok", "AWS SDK set", "; ".join(problems) if problems else ", ".join(seen))
+    )
+    try:
+        import boto3
+
+        session = boto3.Session(profile_name=profile)
+        creds = session.get_credentials()
+        resolved_region = region or session.region_name
+    except Exception as exc:  # e.g. an unknown profile
+        creds, resolved_region = None, region
+        rows.append(("fail", "AWS credentials", f"{type(exc).__name__}: {exc}"))
+    else:
+        if creds is None:
+            rows.append(
+                ("warn", "AWS credentials", "none found: notebooks use the offline emulator ('local')")
+            )
+        else:
+            frozen = creds.get_frozen_credentials()
+            kind = "temporary" if frozen.token else "long-term"
+            rows.append(
+                (
+                    "ok",
+                    "AWS credentials",
+                    f"{kind}, access key …{frozen.access_key[-4:]}, from {getattr(creds, 'method', 'boto3')}",
+                )
+            )
+    rows.append(
+        (
+            "ok" if resolved_region else "warn",
+            "AWS region",
+            resolved_region or "not set: nova_nb uses us-east-1 (Nova Sonic regions: see the AWS docs)",
+        )
+    )
+    for package, purpose in (
+        ("jupyterlab", "JupyterLab"),
+        ("ipywidgets", "widgets"),
+        ("anywidget", "live mic widget"),
+        ("ipywebrtc", "push-to-talk recorder"),
+        ("av", "WebM/Opus decoding"),
+    ):
+        try:
+            rows.append(("ok", purpose, f"{package} {md.version(package)}"))
+        except md.PackageNotFoundError:
+            rows.append(("fail", purpose, f"{package} is not installed"))
+    rows.append(
+        (
+            "ok",
+            "browser microphone",
+            "getUserMedia needs https:// or localhost and a click; "
+            "use headphones (open speakers make the model interrupt itself)",
+        )
+    )
+    try:
+        from .emulator.engine import MoonshineRecognizer
+
+        MoonshineRecognizer().model_dir  # noqa: B018 (raises if the model files are missing)
+        rows.append(("ok", "offline speech engine", "Moonshine, Silero VAD and espeak-ng available"))
+    except Exception as exc:
+        rows.append(
+            ("warn", "offline speech engine", f"{exc}; the emulator falls back to its scripted engine")
+        )
+    rows.append(
+        (
+            "ok" if shutil.which("chromium") or Path("/usr/bin/chromium").exists() else "skip",
+            "chromium (browser tests only)",
+            shutil.which("chromium") or "not installed",
+        )
+    )
+    if check_model:
+        rows.append(_check_model_access(resolved_region or "us-east-1", profile, creds is not None))
+    else:
+        rows.append(
+            ("skip", "model access", "not checked (add --check-model; needs network and credentials)")
+        )
+    return rows
+
+
+def _check_model_access(region: str, profile: str | None, have_credentials: bool) -> tuple[str, str, str]:
+    from . import s2s
+
+    if not have_credentials:
+        return ("skip", "model access", "no AWS credentials")
+
+    async def probe() -> None:
+        options: dict[str, Any] = {"region": region, "open_timeout_s": 10.0}
+        if profile:
+            options["profile"] = profile
+        provider = s2s.new_provider("amazon_nova", **options)
+        session = await provider.start_streaming()  # type: ignore[attr-defined]
+        await session.close()
+
+    try:
+        asyncio.run(probe())
+    except s2s.NovaNbError as exc:
+        return ("fail", "model access", f"{region}: {exc}")
+    return ("ok", "model access", f"opened and closed a Nova 2 Sonic stream in {region}")
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    rows = doctor_checks(args.check_model, args.region, args.profile)
+    marks = {"ok": "ok", "warn": "!!", "fail": "XX", "skip": "--"}
+    print(_table([["", "CHECK", "DETAIL"], *[[marks[st], what, detail] for st, what, detail in rows]]))
+    return 1 if any(st == "fail" for st, _, _ in rows) else 0
+
+
+def _add_doctor(commands: Any) -> None:
+    parser = commands.add_parser(
+        "doctor",
+        help="check the set-up: Python, the AWS SDK set, credentials, region, browser audio",
+        description="Check what nova_nb needs: Python >= 3.12, the exact AWS SDK versions, AWS "
+        "credentials and region (secrets are never shown), the widget packages for browser audio, the "
+        "offline speech engine, and with --check-model whether Nova 2 Sonic can be opened (network).",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--check-model", action="store_true", help="open and close a real stream (network)")
+    parser.add_argument("--region", default=None, help="AWS region to check")
+    parser.add_argument("--profile", default=None, help="AWS profile to check")
+    parser.set_defaults(func=_cmd_doctor)
+
+
+# --------------------------------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------------------------------
 
-#: The commands, in the order ``--help`` lists them. ``talk`` and ``doctor`` are added here later.
-COMMANDS: Final[tuple[AddCommand, ...]] = (_add_emulator, _add_providers, _add_voices)
+#: The commands, in the order ``--help`` lists them.
+COMMANDS: Final[tuple[AddCommand, ...]] = (_add_talk, _add_emulator, _add_doctor, _add_providers, _add_voices)
 
 
 def build_parser() -> argparse.ArgumentParser:

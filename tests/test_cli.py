@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -185,3 +186,60 @@ def test_bench_engine_plan() -> None:
     with pytest.raises(s2s.ConfigError, match="chunk_ms"):
         BenchPlan(chunk_ms=100)
     assert callable(cli.make_handler(cli.BENCH_ENGINE, 10))
+
+
+def test_talk_prints_turns_and_writes_the_reply(tmp_path: Path) -> None:
+    from nova_nb.audio import read_wav, write_wav
+    from nova_nb.emulator.engine.testaudio import make_utterance, word_overlap
+
+    question = tmp_path / "question.wav"
+    write_wav(
+        question, make_utterance("What time is it right now?", sample_rate=24000, tail_silence_s=0.3), 24000
+    )
+    reply = tmp_path / "reply.wav"
+    done = subprocess.run(
+        [sys.executable, "-m", "nova_nb.cli", "talk", str(question), "-o", str(reply), "--json",
+         "--latency-target", "low", "--engine", "speech"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    (turn,) = result["turns"]
+    assert word_overlap("what time is it right now", turn["user"]) >= 0.6
+    assert turn["assistant"].startswith("It is")
+    assert 1.4 < turn["end_of_speech_to_first_audio_s"] < 3.0
+    audio, rate = read_wav(reply)
+    assert rate == 24000 and audio.size / rate > 0.5
+
+
+def test_talk_bad_input_is_a_clear_error(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "nova_nb.cli", "talk", str(tmp_path / "missing.wav")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "does not exist" in done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "nova_nb.cli", "talk", str(tmp_path / "x.wav"), "--voice", "Brian"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+
+
+def test_doctor_never_shows_secrets(tmp_path: Path) -> None:
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzzzSECRET"
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLEDOCTOR9876",
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "AWS_SESSION_TOKEN": "tokenvalue-should-not-print",
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "nova_nb.cli", "doctor", "--region", "us-east-1"],
+        capture_output=True, text=True, timeout=60, env=env, check=False,
+    )  # fmt: skip
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "temporary, access key …9876" in out and "AWS SDK set" in out
+    assert secret not in out and "tokenvalue" not in out and "AKIDEXAMPLEDOCTOR9876" not in out
