@@ -39,12 +39,11 @@ async def collect(session: s2s.S2SSession, into: Collected) -> None:
         into.events.append(event)
 
 
-async def speak_and_wait(
-    session: s2s.S2SSession, speech_s: float = 1.0, *, timeout: float = 20.0
+async def send_and_wait(
+    session: s2s.S2SSession, audio: np.ndarray, *, timeout: float = 20.0
 ) -> list[s2s.AudioOutputChunk]:
-    """Say something, then stream silence (as a live mic does) until the reply's final chunk."""
-    await session.send_audio(silence(0.2))
-    await session.send_audio(tone(speech_s))
+    """Send ``audio``, then stream silence (as a live mic does) until the reply's final chunk."""
+    await session.send_audio(audio)
     chunks: list[s2s.AudioOutputChunk] = []
 
     async def read() -> None:
@@ -63,6 +62,13 @@ async def speak_and_wait(
         reader.cancel()
         raise AssertionError(f"no final chunk within {timeout} s; got {len(chunks)} chunks")
     return chunks
+
+
+async def speak_and_wait(
+    session: s2s.S2SSession, speech_s: float = 1.0, *, timeout: float = 20.0
+) -> list[s2s.AudioOutputChunk]:
+    """Say something (a tone the scripted engine hears as speech) and wait for the reply."""
+    return await send_and_wait(session, np.concatenate([silence(0.2), tone(speech_s)]), timeout=timeout)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from nova_nb.emulator.engine.testaudio import make_utterance, word_overlap
 from nova_nb.s2s import events as ev
 from nova_nb.s2s.providers.local import speech_options
 
-from .conftest import Collected, collect, silence
+from .conftest import Collected, collect, send_and_wait, silence
 
 pytestmark = pytest.mark.slow
 
@@ -31,24 +31,7 @@ def speech_provider() -> s2s.StreamingS2SProvider:
 async def ask(
     session: s2s.S2SSession, audio: np.ndarray, *, timeout: float = 30.0
 ) -> list[s2s.AudioOutputChunk]:
-    """Send a spoken question, then stream silence (as a live mic does) until the reply's final chunk."""
-    await session.send_audio(audio)
-    chunks: list[s2s.AudioOutputChunk] = []
-
-    async def read() -> None:
-        async for chunk in session.receive_audio():
-            chunks.append(chunk)
-            if chunk.is_final:
-                return
-
-    reader = asyncio.create_task(read())
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not reader.done() and loop.time() < deadline:
-        await session.send_audio(silence(0.064))
-        await asyncio.sleep(0.002)
-    assert reader.done(), f"no reply within {timeout} s"
-    return chunks
+    return await send_and_wait(session, audio, timeout=timeout)
 
 
 # (text, speaker voice, speed, noise dBFS, reply voice). Moonshine tiny on espeak-ng speech is
