@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import re
+import secrets
 import shutil
 import socket
 import ssl
@@ -728,6 +729,7 @@ class EmulatorServer:
             raise ConfigError(f"port must be 0 (any free port) to 65535, got {port}")
         self.handler = handler
         self.credentials = credentials or EmulatorCredentials.generate()
+        self._accepted: tuple[EmulatorCredentials, ...] = (self.credentials,)
         self.region = region
         self.host = host
         self.port = port
@@ -751,7 +753,21 @@ class EmulatorServer:
 
     @property
     def accepted_credentials(self) -> tuple[EmulatorCredentials, ...]:
-        return (self.credentials,)
+        """The credentials new calls may sign with (streams already open keep their own)."""
+        return self._accepted
+
+    def rotate_credentials(self, *, keep_old: bool = False) -> EmulatorCredentials:
+        """Issue new temporary credentials (with a session token), as STS would at a refresh.
+
+        With ``keep_old=False`` the previous ones expire now: calls signed with them are refused
+        (ExpiredTokenException-like 403), while streams already open go on.
+        """
+        new = EmulatorCredentials.generate()
+        token = secrets.token_urlsafe(32)
+        new = EmulatorCredentials(new.access_key_id, new.secret_access_key, session_token=token)
+        self._accepted = (*self._accepted, new) if keep_old else (new,)
+        self.credentials = new
+        return new
 
     @property
     def endpoint_uri(self) -> str:

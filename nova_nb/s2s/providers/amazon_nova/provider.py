@@ -46,8 +46,6 @@ class AmazonNovaProvider(StreamingS2SProvider):
                 self._tls_checked = True
             client = await transport.make_client(self.config, self._resolver)
             self._clients[loop] = client
-        # Every stream signs with fresh credentials; check they can be had (boto3 caches and refreshes).
-        await transport.check_credentials(self._resolver, self.config.open_timeout_s)
         return client
 
     async def start_streaming(
@@ -70,6 +68,7 @@ class AmazonNovaProvider(StreamingS2SProvider):
         )
         session = NovaSession(
             client=await self._client(),
+            credentials=self._resolver,
             config=self.config,
             context=context,
             voice_id=voice,

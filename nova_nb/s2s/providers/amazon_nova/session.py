@@ -41,7 +41,7 @@ from ...session import S2SSession
 from ...types import AudioOutputChunk, ConversationContext, HistoryMessage, Tool
 from . import wire
 from .client import NovaClientProtocol, shape_history
-from .transport import stream_error_from
+from .transport import pin_credentials, resolve_identity, stream_error_from
 
 if TYPE_CHECKING:
     from aws_sdk_bedrock_runtime.client import AsyncBedrockRuntimeClient
@@ -147,14 +147,25 @@ class _Stream:
         return time.monotonic() - self.opened_at
 
     async def open(
-        self, client: AsyncBedrockRuntimeClient, model_id: str, setup: list[bytes], timeout: float
+        self,
+        client: AsyncBedrockRuntimeClient,
+        model_id: str,
+        setup: list[bytes],
+        timeout: float,
+        credentials: Any,
     ) -> None:
-        """Open the stream, queue the setup events, and wait (bounded) until the response opens."""
+        """Open the stream, queue the setup events, and wait (bounded) until the response opens.
+
+        Credentials are resolved now, once, and pinned for this stream (see
+        transport.PinnedCredentialsResolver): a refresh must not change keys in mid-stream.
+        """
         from aws_sdk_bedrock_runtime.models import InvokeModelWithBidirectionalStreamOperationInput
 
+        identity = await resolve_identity(credentials, timeout)
         invoke = asyncio.ensure_future(
             client.invoke_model_with_bidirectional_stream(
-                InvokeModelWithBidirectionalStreamOperationInput(model_id=model_id)
+                InvokeModelWithBidirectionalStreamOperationInput(model_id=model_id),
+                plugins=[pin_credentials(identity)],
             )
         )
         done, _ = await asyncio.wait({invoke}, timeout=timeout)
@@ -317,6 +328,7 @@ class NovaSession(S2SSession):
         self,
         *,
         client: AsyncBedrockRuntimeClient,
+        credentials: Any,
         config: Config,
         context: ConversationContext,
         voice_id: str,
@@ -327,6 +339,7 @@ class NovaSession(S2SSession):
         self.voice_id = voice_id
         self.enable_streaming = enable_streaming
         self._client = client
+        self._credentials = credentials
         self._tools: dict[str, Tool] = {t.name: t for t in context.tools}
         self._tool_specs = [wire.ToolSpec(t.name, t.description, t.input_schema) for t in context.tools]
         self.protocol = self._new_protocol()
@@ -390,7 +403,9 @@ class NovaSession(S2SSession):
         # leave an open stream behind.
         setup = [wire.encode(e) for e in self.protocol.setup_events(self.context.system_prompt, self.history)]
         stream = _Stream(self, self.protocol, 0)
-        await stream.open(self._client, self.config.model_id, setup, self.config.open_timeout_s)
+        await stream.open(
+            self._client, self.config.model_id, setup, self.config.open_timeout_s, self._credentials
+        )
         self._stream = stream
         self.streams.append(stream)
         self._publish(
@@ -443,7 +458,9 @@ class NovaSession(S2SSession):
             setup = [wire.encode(e) for e in protocol.setup_events(self.context.system_prompt, history)]
             stream = _Stream(self, protocol, len(self.streams))
             try:
-                await stream.open(self._client, self.config.model_id, setup, self.config.open_timeout_s)
+                await stream.open(
+                    self._client, self.config.model_id, setup, self.config.open_timeout_s, self._credentials
+                )
             except StreamError as exc:
                 if not exc.recoverable:
                     self._fail(exc)

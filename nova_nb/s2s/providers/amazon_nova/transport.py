@@ -76,6 +76,53 @@ class Boto3CredentialsResolver:
         return f"Boto3CredentialsResolver(profile={self._profile!r})"
 
 
+class PinnedCredentialsResolver:
+    """Always the same credentials: those one stream was opened with.
+
+    The SDK asks its identity resolver again for every *event* it signs (smithy_aws_event_stream),
+    but an event's signature chains from the request's, so one stream must sign all its events with
+    the key it started with. With refreshing credentials (SSO, assume-role, credential_process) a
+    stream would otherwise switch keys mid-chain at a refresh and be refused. Each stream therefore
+    resolves credentials once (fresh ones: boto3 refreshes keys close to expiry) and pins them;
+    the next stream (a continuation at 6 minutes, or a reconnect) resolves again. It also spares a
+    thread hop per event.
+    """
+
+    def __init__(self, identity: AWSCredentialsIdentity) -> None:
+        self._identity = identity
+
+    async def get_identity(self, *, properties: Any = None) -> AWSCredentialsIdentity:
+        return self._identity
+
+    def __repr__(self) -> str:
+        return "PinnedCredentialsResolver(<one stream's credentials>)"
+
+
+async def resolve_identity(resolver: Any, timeout: float) -> AWSCredentialsIdentity:
+    """Resolve credentials once, bounded; a failure is a clear NoCredentialsError."""
+    task = asyncio.ensure_future(resolver.get_identity(properties={}))
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        raise NoCredentialsError(f"resolving AWS credentials took more than {timeout:g} s")
+    exc = task.exception()
+    if isinstance(exc, ConfigError):
+        raise exc
+    if exc is not None:
+        raise NoCredentialsError(f"could not resolve AWS credentials: {type(exc).__name__}: {exc}") from exc
+    identity: AWSCredentialsIdentity = task.result()
+    return identity
+
+
+def pin_credentials(identity: AWSCredentialsIdentity) -> Any:
+    """An SDK operation plugin that makes one call (one stream) sign with ``identity`` throughout."""
+
+    def plugin(sdk_config: Any) -> None:
+        sdk_config.aws_credentials_identity_resolver = PinnedCredentialsResolver(identity)
+
+    return plugin
+
+
 def identity_resolver(config: Config) -> Any:
     """The identity resolver for ``config``: explicit keys, a profile, or boto3's default chain."""
     if config.aws_access_key_id is not None and config.aws_secret_access_key is not None:
@@ -89,24 +136,6 @@ def identity_resolver(config: Config) -> Any:
             )
         )
     return Boto3CredentialsResolver(config.profile)
-
-
-async def check_credentials(resolver: Any, timeout: float) -> None:
-    """Resolve credentials once, up front, so a missing one is a clear error.
-
-    Inside the SDK a resolver failure surfaces only as an unretrieved task exception while the
-    stream waits for a request that never comes; asking first turns that into NoCredentialsError.
-    """
-    task = asyncio.ensure_future(resolver.get_identity(properties={}))
-    done, _ = await asyncio.wait({task}, timeout=timeout)
-    if not done:
-        task.cancel()
-        raise NoCredentialsError(f"resolving AWS credentials took more than {timeout:g} s")
-    exc = task.exception()
-    if isinstance(exc, ConfigError):
-        raise exc
-    if exc is not None:
-        raise NoCredentialsError(f"could not resolve AWS credentials: {type(exc).__name__}: {exc}") from exc
 
 
 async def make_client(config: Config, resolver: Any = None) -> AsyncBedrockRuntimeClient:
