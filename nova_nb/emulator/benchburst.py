@@ -38,13 +38,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Final, Literal, TypedDict
+from typing import Any, Final, Literal
 
 import numpy as np
 
 from ..errors import ConfigError
 from ..s2s.providers.amazon_nova import catalog, wire
 from ..s2s.providers.amazon_nova.validator import InputValidator, ServiceException
+from .conversation import OutputSide
 from .server import ServerStream, StreamClosedError
 
 log = logging.getLogger("nova_nb.emulator.benchburst")
@@ -132,50 +133,22 @@ def _tone(samples: int, rate: int) -> bytes:
     return (0.05 * 32767 * np.sin(2 * math.pi * 440.0 * t)).astype("<i2").tobytes()
 
 
-class _Ids(TypedDict):
-    session_id: str
-    prompt_name: str
-    completion_id: str
-
-
-class BenchBurst:
+class BenchBurst(OutputSide):
     """Handles one stream. ``await BenchBurst(default_plan).run(stream)``."""
 
     def __init__(
         self, default_plan: BenchPlan | None = None, *, session_limit_s: float | None = None
     ) -> None:
+        super().__init__()
         self.default_plan = default_plan or BenchPlan()
         self.session_limit_s = session_limit_s or float(catalog.STREAM_MAX_SECONDS)
-        self.session_id = str(uuid.uuid4())
-        self.completion_id: str | None = None
-        self.validator: InputValidator | None = None
-        self.stream: ServerStream | None = None
         self.plan: BenchPlan | None = None
         self.audio_events_in = 0
         self.audio_events_out = 0
         self._stop = asyncio.Event()
         self._burst: asyncio.Task[None] | None = None
-        self._send_lock = asyncio.Lock()
 
     # -- output helpers ------------------------------------------------------------------------
-
-    def _ids(self) -> _Ids:
-        assert self.validator is not None and self.completion_id is not None
-        return {
-            "session_id": self.session_id,
-            "prompt_name": self.validator.settings.prompt_name,
-            "completion_id": self.completion_id,
-        }
-
-    async def _send(self, event: dict[str, Any]) -> None:
-        assert self.stream is not None
-        async with self._send_lock:
-            await self.stream.send_event(event)
-
-    async def _ensure_completion(self) -> None:
-        if self.completion_id is None:
-            self.completion_id = str(uuid.uuid4())
-            await self._send(wire.completion_start(**self._ids()))
 
     # -- the stream ----------------------------------------------------------------------------
 

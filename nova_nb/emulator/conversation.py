@@ -186,38 +186,16 @@ class _Reply:
     task: asyncio.Task[None] | None = None
 
 
-class Conversation:
-    """Handles one stream. ``await Conversation(options).run(stream)``."""
+class OutputSide:
+    """What every emulator engine needs to answer on a stream: the service's ids, one completion,
+    and sends that never interleave (each engine may send from several tasks)."""
 
-    def __init__(self, options: ConversationOptions | None = None) -> None:
-        self.options = options or ConversationOptions()
-        self.brain = self.options.brain_factory()
-        self.detector = self.options.detector_factory()
-        self.faults = self.options.faults
+    def __init__(self) -> None:
         self.session_id = str(uuid.uuid4())
         self.completion_id: str | None = None
         self.validator: InputValidator | None = None
         self.stream: ServerStream | None = None
-        # Audio time.
-        self.samples_received = 0
-        self._speech_samples = 0
-        self._silence_samples = 0
-        self._turn_audio: list[np.ndarray] = []
-        self._preroll: deque[np.ndarray] = deque()
-        self._in_speech = False
-        self.reply: _Reply | None = None
         self._send_lock = asyncio.Lock()
-        self.turns: list[dict[str, Any]] = []
-        self._usage_in = {"speechTokens": 0, "textTokens": 0}
-        self._usage_out = {"speechTokens": 0, "textTokens": 0}
-        self._events_in = 0
-        self._pending_text: dict[str, list[str]] = {}
-        # Speculative recognition: started when silence begins, used if the turn ends there.
-        self._early_asr: tuple[int, asyncio.Future[str]] | None = None
-        self._tool_results: dict[str, asyncio.Future[str]] = {}
-        self._open_tool_blocks: dict[str, str] = {}
-
-    # -- output helpers ------------------------------------------------------------------------
 
     def _ids(self) -> dict[str, Any]:
         assert self.validator is not None and self.completion_id is not None
@@ -236,6 +214,36 @@ class Conversation:
         if self.completion_id is None:
             self.completion_id = str(uuid.uuid4())
             await self._send(wire.completion_start(**self._ids()))
+
+
+class Conversation(OutputSide):
+    """Handles one stream. ``await Conversation(options).run(stream)``."""
+
+    def __init__(self, options: ConversationOptions | None = None) -> None:
+        super().__init__()
+        self.options = options or ConversationOptions()
+        self.brain = self.options.brain_factory()
+        self.detector = self.options.detector_factory()
+        self.faults = self.options.faults
+        # Audio time.
+        self.samples_received = 0
+        self._speech_samples = 0
+        self._silence_samples = 0
+        self._turn_audio: list[np.ndarray] = []
+        self._preroll: deque[np.ndarray] = deque()
+        self._in_speech = False
+        self.reply: _Reply | None = None
+        self.turns: list[dict[str, Any]] = []
+        self._usage_in = {"speechTokens": 0, "textTokens": 0}
+        self._usage_out = {"speechTokens": 0, "textTokens": 0}
+        self._events_in = 0
+        self._pending_text: dict[str, list[str]] = {}
+        # Speculative recognition: started when silence begins, used if the turn ends there.
+        self._early_asr: tuple[int, asyncio.Future[str]] | None = None
+        self._tool_results: dict[str, asyncio.Future[str]] = {}
+        self._open_tool_blocks: dict[str, str] = {}
+
+    # -- output helpers ------------------------------------------------------------------------
 
     async def _text_block(self, role: str, stage: str, text: str, stop: str = "END_TURN") -> None:
         cid = str(uuid.uuid4())
