@@ -20,8 +20,8 @@ from typing import Any, Final
 
 from nova_nb import s2s
 from nova_nb.emulator.benchburst import BenchPlan, read_stamp, sink_receipt_text
+from nova_nb.protocol import wire
 from nova_nb.s2s import events as ev
-from nova_nb.s2s.providers.amazon_nova import wire
 from nova_nb.s2s.providers.amazon_nova.client import NovaClientProtocol
 
 from . import _bare

@@ -24,7 +24,7 @@ import numpy as np
 
 from nova_nb import s2s
 from nova_nb.emulator.engine.testaudio import make_utterance
-from nova_nb.s2s.providers.local import speech_options
+from nova_nb.emulator.local import speech_options
 from nova_nb.s2s.talk import talk
 
 QUESTIONS = [

@@ -61,7 +61,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _engine_names() -> list[str]:
-    from .s2s.providers.local import ENGINES
+    from .emulator.local import ENGINES
 
     return [*ENGINES, BENCH_ENGINE]
 
@@ -77,7 +77,7 @@ def make_handler(engine: str, session_limit_s: float | None = None) -> StreamHan
 
         return bench_handler(session_limit_s=session_limit_s)
     from .emulator.conversation import conversation_handler
-    from .s2s.providers.local import ENGINES
+    from .emulator.local import ENGINES
 
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}; use {one_of(_engine_names())}")
@@ -289,7 +289,7 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
 def voice_rows(model_id: str | None = None, language: str | None = None) -> list[list[str]]:
     """The voices table (header first). Raises ConfigError for an unknown model or language."""
     from .errors import ConfigError, one_of
-    from .s2s.providers.amazon_nova import catalog
+    from .protocol import catalog
 
     if model_id is not None and model_id not in catalog.MODELS:
         raise ConfigError(f"unknown model {model_id!r}; use {one_of(catalog.MODELS)}")

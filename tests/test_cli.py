@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from nova_nb import cli, s2s
-from nova_nb.s2s.providers.amazon_nova import catalog
+from nova_nb.protocol import catalog
 
 HELP_COMMANDS = [[], ["emulator"], ["emulator", "serve"], ["providers"], ["voices"]]
 #: Bounds for the subprocess test: start-up (imports, CA generation), a reply, and shutdown.

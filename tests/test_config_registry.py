@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from nova_nb import s2s
+from nova_nb.protocol import catalog
 from nova_nb.s2s.config import Secret
-from nova_nb.s2s.providers.amazon_nova import catalog
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 TOKEN = "FwoGZXIvYXdzEXAMPLETOKENVALUE"

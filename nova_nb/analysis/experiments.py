@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..protocol import catalog
 from ..s2s import AudioOutputChunk, ConversationContext, StreamingS2SProvider
 from ..s2s import events as ev
-from ..s2s.providers.amazon_nova import catalog
 from .latency import BargeIn, LatencyReport, barge_ins, html_table, latency_report
 from .recording import Recording, SessionRecorder
 

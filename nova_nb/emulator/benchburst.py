@@ -23,7 +23,7 @@ process serves every measurement and the same setup events go through every clie
 stream whose system prompt is not a plan gets the handler's default plan.
 
 Input is validated as strictly as by the conversation engine (the shared
-:class:`~nova_nb.s2s.providers.amazon_nova.validator.InputValidator`), and the stream ends with
+:class:`~nova_nb.protocol.rules.InputValidator`), and the stream ends with
 ``modelTimeoutException`` at the session limit (§1), so a benchmark client meets the same protocol.
 """
 
@@ -43,8 +43,8 @@ from typing import Any, Final, Literal
 import numpy as np
 
 from ..errors import ConfigError
-from ..s2s.providers.amazon_nova import catalog, wire
-from ..s2s.providers.amazon_nova.validator import InputValidator, ServiceException
+from ..protocol import catalog, wire
+from ..protocol.rules import InputValidator, ServiceException
 from .conversation import OutputSide
 from .server import ServerStream, StreamClosedError
 

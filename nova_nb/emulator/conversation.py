@@ -2,7 +2,7 @@
 
 :class:`Conversation` is the stream handler the wire server calls for every
 ``InvokeModelWithBidirectionalStream``. It validates each input event with the protocol's
-:class:`~nova_nb.s2s.providers.amazon_nova.validator.InputValidator` (the service's exception
+:class:`~nova_nb.protocol.rules.InputValidator` (the service's exception
 types and messages), tracks audio time (samples received, so a client streaming faster than real time
 gets the same decisions), ends a user turn after the endpointing pause, and answers with the
 documented output sequence (docs/PROTOCOL.md §4)::
@@ -33,8 +33,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..s2s.providers.amazon_nova import catalog, wire
-from ..s2s.providers.amazon_nova.validator import InputValidator, PromptSettings, ServiceException
+from ..protocol import catalog, wire
+from ..protocol.rules import InputValidator, PromptSettings, ServiceException
 from .server import HttpError, RequestInfo, ServerStream
 
 log = logging.getLogger("nova_nb.emulator")

@@ -63,6 +63,7 @@ from nova_nb.emulator.sigv4 import (
 )
 from nova_nb.emulator.tls import TlsFiles, generate_tls_files
 from nova_nb.errors import ConfigError, NovaNbError, one_of
+from nova_nb.protocol import catalog
 
 logger = logging.getLogger(__name__)
 
@@ -94,17 +95,6 @@ INTERNAL_ERROR_MESSAGE: Final = "The server encountered an internal error while 
 # Assumption: the service's answer to input that is not valid event-stream framing or not a
 # ``chunk`` event is not documented; a validationException is the closest modeled in-stream error.
 MALFORMED_INPUT_EXCEPTION: Final = "validationException"
-
-
-def _catalog() -> tuple[frozenset[str], Mapping[str, int]]:
-    """Model ids and in-stream exception types, from the one place that lists them.
-
-    Imported when needed rather than at module import: ``nova_nb.s2s`` (which owns the catalog)
-    may import the emulator for its "local" provider, and a top-level import would be circular.
-    """
-    from nova_nb.s2s.providers.amazon_nova import catalog
-
-    return frozenset(catalog.MODELS), catalog.STREAM_EXCEPTIONS
 
 
 @dataclass(frozen=True)
@@ -284,7 +274,7 @@ class ServerStream:
         Only the in-stream exception types of the operation's model are accepted (§8): the SDK
         cannot deserialize any other and would fail with an unrelated error.
         """
-        _, exceptions = _catalog()
+        exceptions = catalog.STREAM_EXCEPTIONS
         if exception_type not in exceptions:
             raise ConfigError(
                 f"unknown in-stream exception type {exception_type!r}; valid: {one_of(exceptions)}"
@@ -734,7 +724,9 @@ class EmulatorServer:
         self.host = host
         self.port = port
         self.admission = admission
-        self.model_ids: frozenset[str] = frozenset(model_ids) if model_ids is not None else _catalog()[0]
+        self.model_ids: frozenset[str] = (
+            frozenset(model_ids) if model_ids is not None else frozenset(catalog.MODELS)
+        )
         self._tls_dir = Path(tls_dir) if tls_dir is not None else None
         self._temp_dir: Path | None = None
         self._tls_files: TlsFiles | None = None

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..audio import StreamResampler
-from ..s2s.providers.amazon_nova import catalog
-from ..s2s.providers.amazon_nova.validator import PromptSettings
+from ..protocol import catalog
+from ..protocol.rules import PromptSettings
 from .engine import EspeakSynthesizer, MoonshineRecognizer, SileroVad
 from .engine.tts import ESPEAK_LANGUAGES
 from .responder import ReplyContext, Responder, call_responder, rule_based_reply

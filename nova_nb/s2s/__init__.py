@@ -14,6 +14,11 @@ from ..errors import (
     StreamError,
 )
 from . import events
+
+# The subpackage ``providers`` must be imported before the function ``providers`` is bound below:
+# importing a subpackage sets it as an attribute of its parent, so a later first import of
+# ``nova_nb.s2s.providers.amazon_nova`` (the registry does that lazily) would replace the function.
+from . import providers as _providers_package  # noqa: F401  (imported for that side effect)
 from .config import LATENCY_TARGETS, Config, Secret, default_config
 from .registry import new_provider, providers, register_provider
 from .session import S2SProvider, S2SSession, StreamingS2SProvider

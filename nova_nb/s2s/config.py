@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Final, Literal, get_args
 
 from ..errors import ConfigError, one_of
-from .providers.amazon_nova import catalog
+from ..protocol import catalog
 
 LatencyTarget = Literal["low", "medium", "high"]
 LATENCY_TARGETS: Final = get_args(LatencyTarget)

@@ -36,7 +36,7 @@ _registry: dict[str, _Registration] = {}
 #: Built-ins as "module:factory", imported on first use so that importing nova_nb.s2s stays light.
 _BUILTINS = {
     "amazon_nova": ("nova_nb.s2s.providers.amazon_nova.provider:create", ()),
-    "local": ("nova_nb.s2s.providers.local:create", ("engine", "emulator", "responder")),
+    "local": ("nova_nb.emulator.local:create", ("engine", "emulator", "responder")),
 }
 _entry_points_loaded = False
 

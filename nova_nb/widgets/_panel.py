@@ -25,9 +25,9 @@ import ipywidgets as w
 import numpy as np
 
 from .. import s2s
+from ..protocol import catalog
 from ..s2s import events as ev
 from ..s2s.config import LATENCY_TARGETS
-from ..s2s.providers.amazon_nova import catalog
 from ._live import LiveAudio, load_audio
 from ._runner import LoopThread
 

@@ -11,8 +11,8 @@ import pytest
 from nova_nb import s2s
 from nova_nb.emulator import BackgroundEmulator, HttpError
 from nova_nb.emulator.conversation import conversation_handler
+from nova_nb.protocol import catalog
 from nova_nb.s2s import events as ev
-from nova_nb.s2s.providers.amazon_nova import catalog
 
 from .conftest import Collected, collect, faulty_provider, silence, speak_and_wait, tone
 

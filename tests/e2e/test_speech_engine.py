@@ -13,8 +13,8 @@ from nova_nb import s2s
 from nova_nb.audio import rms_dbfs
 from nova_nb.emulator.conversation import ConversationOptions
 from nova_nb.emulator.engine.testaudio import make_utterance, word_overlap
+from nova_nb.emulator.local import speech_options
 from nova_nb.s2s import events as ev
-from nova_nb.s2s.providers.local import speech_options
 
 from .conftest import Collected, collect, send_and_wait, silence
 

@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 
 from nova_nb.errors import ConfigError, ProtocolError, SessionClosedError
-from nova_nb.s2s import events as ev
-from nova_nb.s2s.providers.amazon_nova import catalog, wire
-from nova_nb.s2s.providers.amazon_nova.client import NovaClientProtocol
-from nova_nb.s2s.providers.amazon_nova.validator import (
+from nova_nb.protocol import catalog, wire
+from nova_nb.protocol.rules import (
     MSG_HISTORY_BEFORE_AUDIO,
     MSG_TOOL_RESPONSE,
     InputValidator,
     ServiceException,
 )
+from nova_nb.s2s import events as ev
+from nova_nb.s2s.providers.amazon_nova.client import NovaClientProtocol
 from nova_nb.s2s.types import HistoryMessage
 
 NOVA2 = catalog.NOVA_2_SONIC

@@ -13,7 +13,7 @@ import json
 import pytest
 
 from nova_nb.errors import ProtocolError
-from nova_nb.s2s.providers.amazon_nova import wire
+from nova_nb.protocol import wire
 
 P, C = "prompt-1", "content-1"
 

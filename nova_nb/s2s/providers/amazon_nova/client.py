@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ....errors import ConfigError, ProtocolError, SessionClosedError
+from ....protocol import catalog, wire
 from ... import events as ev
 from ...types import HistoryMessage
-from . import catalog, wire
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 

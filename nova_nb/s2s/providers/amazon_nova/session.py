@@ -35,11 +35,11 @@ import numpy as np
 
 from .... import audio as pcm
 from ....errors import ConfigError, ProtocolError, SessionClosedError, StreamError
+from ....protocol import wire
 from ... import events as ev
 from ...config import Config
 from ...session import S2SSession
 from ...types import AudioOutputChunk, ConversationContext, HistoryMessage, Tool
-from . import wire
 from .client import NovaClientProtocol, shape_history
 from .transport import pin_credentials, resolve_identity, stream_error_from
 

@@ -13,8 +13,8 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from ....errors import ConfigError, StreamError
+from ....protocol import catalog
 from ...config import Config
-from . import catalog
 
 if TYPE_CHECKING:
     from aws_sdk_bedrock_runtime.client import AsyncBedrockRuntimeClient

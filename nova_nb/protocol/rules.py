@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ....errors import ProtocolError
+from ..errors import ProtocolError
 from . import catalog, wire
 
 #: Quoted from the service (seen by LiveKit, docs/PROTOCOL.md §2).
@@ -22,7 +22,7 @@ MSG_HISTORY_BEFORE_AUDIO: Final = "Chat history should be sent completely before
 MSG_TOOL_RESPONSE: Final = "Tool Response parsing error"
 
 
-class ServiceException(Exception):
+class ServiceException(ProtocolError):
     """What the service answers to a bad input event: an in-stream exception frame."""
 
     def __init__(self, message: str, exception_type: str = "validationException") -> None:

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ....errors import ProtocolError
+from ..errors import ProtocolError
 from . import catalog
 
 Event = dict[str, Any]

@@ -2,8 +2,13 @@
 
 No AWS account needed. ``new_provider("local")`` starts a background emulator (or reuses the one
 already running for the same engine and region) on 127.0.0.1 with a CA and credentials made for
-this run, and returns an :class:`~..amazon_nova.provider.AmazonNovaProvider` configured for it, so
-every byte goes through the same SDK, HTTP/2, SigV4 and event-stream code as with the real service.
+this run, and returns an :class:`~nova_nb.s2s.providers.amazon_nova.provider.AmazonNovaProvider`
+configured for it, so every byte goes through the same SDK, HTTP/2, SigV4 and event-stream code as
+with the real service.
+
+It lives on the emulator's side of the house: ``nova_nb.s2s`` never imports the emulator; its
+registry names this module by a dotted string (``"nova_nb.emulator.local:create"``) and imports it
+the first time someone asks for ``"local"``.
 
 Options beyond Config's fields:
 
@@ -25,17 +30,17 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ....emulator.background import BackgroundEmulator
-from ....emulator.conversation import ConversationOptions, ScriptedBrain, admission_for, conversation_handler
-from ....emulator.responder import Responder
-from ....errors import ConfigError, one_of
-from ...config import Config
-from ..amazon_nova.provider import AmazonNovaProvider
+from ..errors import ConfigError, one_of
+from ..s2s.config import Config
+from ..s2s.providers.amazon_nova.provider import AmazonNovaProvider
+from .background import BackgroundEmulator
+from .conversation import ConversationOptions, ScriptedBrain, admission_for, conversation_handler
+from .responder import Responder
 
 
 def speech_options(responder: Responder | None = None, **overrides: Any) -> ConversationOptions:
     """ConversationOptions for the speech engine (models are loaded now, so the first turn is quick)."""
-    from ....emulator import speech
+    from . import speech
 
     speech.warm_up()
     brain: Any = speech.SpeechBrain if responder is None else (lambda: speech.SpeechBrain(responder))
@@ -54,7 +59,7 @@ def resolve_engine(engine: str) -> str:
     if engine != "auto":
         return engine
     try:
-        from ....emulator import speech
+        from . import speech
 
         speech.warm_up()
     except Exception as exc:  # e.g. no Moonshine wheel for this platform
