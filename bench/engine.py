@@ -91,8 +91,9 @@ async def measure(turns: int = 16) -> dict[str, Any]:
                 "p50": round(statistics.median(client_decision), 1),
                 "p95": round(percentile(client_decision, 95), 1),
             },
-            "method": "client-side, talk() streaming 20 ms frames in real time: last input frame above "
-            "-45 dBFS sent → first audioOutput received (includes the 1.5 s endpointing pause of "
+            "method": "client-side, talk() streaming 20 ms frames in real time: end of the last input frame "
+            "above -42 dBFS (nova_nb.audio.EnergySpeechDetector) → first audioOutput received "
+            "(includes the 1.5 s endpointing pause of "
             "latency_target='low'); and USER FINAL transcript received → first audioOutput received.",
         },
     }

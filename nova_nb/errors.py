@@ -45,6 +45,16 @@ class SessionClosedError(NovaNbError):
     """An operation on a session that has been closed."""
 
 
+class StateError(NovaNbError, RuntimeError):
+    """An operation the object's state does not allow now: writing to a closed file, restarting a
+    stopped emulator, waiting on a loop from its own thread. Also a ``RuntimeError``."""
+
+
+class UsageError(NovaNbError, TypeError):
+    """A call the API does not allow as made: a value of the wrong kind (a responder that returns no
+    text), or an operation the type forbids (pickling a secret). Also a ``TypeError``."""
+
+
 def one_of(values: Iterable[object]) -> str:
     """Render valid values for an error message: ``'a', 'b' or 'c'``."""
     items = [repr(v) for v in values]

@@ -6,9 +6,11 @@
 >>> analysis.plot_recording(rec, kind="mel")                       # doctest: +SKIP
 
 The recording format and the latency definitions are documented in ``docs/RECORDING.md``.
-Spectrograms need librosa and matplotlib, which are imported only when a plot is made.
+Computing functions return data; the ``plot_*`` functions (:mod:`nova_nb.analysis.display`) draw it.
+Spectrograms need librosa and plots matplotlib, which are imported only when used.
 """
 
+from .display import plot_comparison, plot_latency, plot_recording, plot_spectrograms, plot_sweep
 from .experiments import (
     BargeInTrial,
     Variant,
@@ -17,8 +19,6 @@ from .experiments import (
     comparison_table,
     endpointing_pause_s,
     interruption_sweep,
-    plot_comparison,
-    plot_sweep,
     run_conversation,
     sweep_table,
 )
@@ -30,13 +30,12 @@ from .latency import (
     barge_ins,
     html_table,
     latency_report,
-    plot_latency,
     summarize,
     turns,
 )
 from .recording import Recording, RecordingError, SessionRecorder, SpeechDetector, read_events
 from .replay import replay
-from .spectrograms import Marker, Spectrogram, event_markers, plot_recording, plot_spectrograms, spectrogram
+from .spectrograms import Marker, Spectrogram, event_markers, recording_spectrograms, spectrogram
 
 __all__ = [
     "LATENCY_METRICS",
@@ -66,6 +65,7 @@ __all__ = [
     "plot_spectrograms",
     "plot_sweep",
     "read_events",
+    "recording_spectrograms",
     "replay",
     "run_conversation",
     "spectrogram",

@@ -17,7 +17,6 @@ Everything here measures on the recording clock; see ``docs/RECORDING.md``.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -28,9 +27,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import ConfigError
 from ..protocol import catalog
 from ..s2s import AudioOutputChunk, ConversationContext, StreamingS2SProvider
 from ..s2s import events as ev
+from ..s2s.talk import say
 from .latency import BargeIn, LatencyReport, barge_ins, html_table, latency_report
 from .recording import Recording, SessionRecorder
 
@@ -41,8 +42,6 @@ __all__ = [
     "compare_settings",
     "comparison_table",
     "interruption_sweep",
-    "plot_comparison",
-    "plot_sweep",
     "run_conversation",
     "sweep_table",
 ]
@@ -81,9 +80,6 @@ class _Watch:
     def busy(self) -> bool:
         """A reply is due (turn decided, no audio yet) or still playing."""
         return self.decisions > len(self.first_audio) or bool(set(self.first_audio) - self.ended)
-
-    def first_reply_at(self) -> float | None:
-        return min(self.first_audio.values(), default=None)
 
 
 async def run_conversation(
@@ -143,9 +139,7 @@ async def run_conversation(
         else [np.asarray(u, dtype=np.int16) for u in user_audio]
     )
     if not utterances:
-        raise ValueError("user_audio must hold at least one utterance")
-    step = max(1, round(frame_s * rate))
-    quiet = np.zeros(step, dtype=np.int16)
+        raise ConfigError("user_audio must hold at least one utterance (an int16 array, or a list of them)")
     pause = endpointing_pause_s(provider)
     info = dict(metadata or {})
     info.update(pace=pace, frame_s=frame_s, user_audio_s=sum(u.size for u in utterances) / rate)
@@ -167,46 +161,55 @@ async def run_conversation(
 
     drainer = asyncio.create_task(drain())
     timed_out = False
+    settle_wall = settle_s if pace else settle_s / 4  # quiet on the stream, in wall time
+    deadline = time.monotonic() + timeout_s
+    # A barge-in is pending until it is spoken, or until the reply it was meant for is over.
+    barge = {"pending": barge_in is not None, "replies_before": 0}
+
+    def idle() -> bool:
+        return not watch.busy() and time.monotonic() - watch.last_event >= settle_wall
+
+    def finished(quiet_s: float) -> bool:
+        # No reply due or playing, and the endpointing pause plus settle_s of silence sent.
+        return watch.closed or (idle() and quiet_s >= pause + settle_s)
+
+    def barge_due() -> bool:
+        if not barge["pending"] or barge_in is None:
+            return False
+        later = sorted(watch.first_audio.values())[barge["replies_before"] :]
+        return bool(later) and time.monotonic() >= later[0] + barge_in[0]
+
+    def finished_or_barge(quiet_s: float) -> bool:
+        if barge_due():
+            return True
+        if barge["pending"] and idle() and len(watch.first_audio) > barge["replies_before"]:
+            barge["pending"] = False  # the reply ended before the barge-in time: nothing to interrupt
+        return not barge["pending"] and finished(quiet_s)
+
+    async def speak(pcm: npt.NDArray[np.int16], last: bool) -> str:
+        return await say(
+            session,
+            pcm,
+            sample_rate=rate,
+            until=finished_or_barge if last else finished,
+            pace=pace,
+            frame_s=frame_s,
+            timeout_s=max(0.0, deadline - time.monotonic()),
+            stop_speaking=barge_due if last else None,
+        )
+
     try:
-        deadline = time.monotonic() + timeout_s
-        pos = 0
-        pcm = utterances.pop(0)
-        barged = barge_in is None
-        settle_wall = settle_s if pace else settle_s / 4  # quiet on the stream, in wall time
-        replies_before = 0  # replies that started before the last utterance was spoken
-        quiet_s = 0.0
-        while True:
-            now = time.monotonic()
-            if now > deadline:
-                timed_out = True
+        outcome = "done"
+        for i, utterance in enumerate(utterances):
+            barge["replies_before"] = len(watch.first_audio)
+            outcome = await speak(utterance, last=i == len(utterances) - 1)
+            if outcome != "done" and outcome != "stopped":
                 break
-            if not barged and barge_in is not None and not utterances:
-                later = sorted(t for t in watch.first_audio.values())[replies_before:]
-                if later and now >= later[0] + barge_in[0]:
-                    # Speak over the reply; whatever is left of the utterance is given up.
-                    pcm, pos, barged = np.asarray(barge_in[1], dtype=np.int16), 0, True
-            if pos < pcm.size:
-                chunk_pcm = pcm[pos : pos + step]
-                pos += chunk_pcm.size
-                quiet_s = 0.0
-            else:
-                chunk_pcm = quiet
-                quiet_s += step / rate
-                if watch.closed:
-                    break
-                idle = not watch.busy() and time.monotonic() - watch.last_event >= settle_wall
-                quiet_enough = idle and quiet_s >= pause + settle_s
-                if utterances and quiet_enough:
-                    pcm, pos = utterances.pop(0), 0
-                    replies_before = len(watch.first_audio)
-                    continue
-                if not barged and idle and len(watch.first_audio) > replies_before:
-                    barged = True  # the reply ended before the barge-in time: nothing left to interrupt
-                if barged and quiet_enough:
-                    break
-            await session.send_audio(chunk_pcm, pace=pace)
-            if not pace:
-                await asyncio.sleep(0.001)
+        if outcome in ("done", "stopped") and barge_due() and barge_in is not None:
+            # Speak over the reply; whatever was left of the utterance is given up.
+            barge["pending"] = False
+            outcome = await speak(np.asarray(barge_in[1], dtype=np.int16), last=False)
+        timed_out = outcome == "timeout"
     finally:
         await session.close()
         await asyncio.wait({drainer}, timeout=5)
@@ -322,44 +325,6 @@ def sweep_table(trials: Sequence[BargeInTrial]) -> str:
     return html_table(SWEEP_COLUMNS, [_sweep_row(t) for t in trials])
 
 
-def plot_sweep(trials: Sequence[BargeInTrial], axes: Any = None) -> Any:
-    """Two panels over the offset: heard audio vs FINAL text, and the reaction times.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    import matplotlib.pyplot as plt
-
-    if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), dpi=80)
-    else:
-        fig = axes[0].figure
-    rows = [t for t in trials if t.barge_in is not None]
-    x = np.array([t.offset_s for t in rows])
-
-    def col(name: str) -> npt.NDArray[np.float64]:
-        return np.array([getattr(t.barge_in, name) for t in rows], dtype=float)
-
-    ax = axes[0]
-    ax.plot(x, col("heard_s"), "o-", color="tab:green", label="reply heard (s of audio)")
-    ax.set_xlabel("barge-in offset into the reply (s)")
-    ax.set_ylabel("seconds heard")
-    twin = ax.twinx()
-    twin.plot(x, col("final_words"), "s--", color="tab:purple", label="words in FINAL text")
-    twin.set_ylabel("FINAL words")
-    lines = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    ax.legend(lines, [str(h.get_label()) for h in lines], loc="upper left", fontsize=8)
-    ax = axes[1]
-    ax.plot(x, 1000 * col("reaction_s"), "o-", color="tab:red", label="speech onset → interruption signal")
-    ax.plot(x, 1000 * col("flush_s"), "s-", color="magenta", label="signal → flush")
-    ax.set_xlabel("barge-in offset into the reply (s)")
-    ax.set_ylabel("milliseconds")
-    ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 # -- comparing settings -------------------------------------------------------------------------
 
 
@@ -470,30 +435,3 @@ def comparison_table(results: Sequence[VariantResult]) -> str:
             ]
         )
     return html_table(header, rows)
-
-
-def plot_comparison(results: Sequence[VariantResult], ax: Any = None) -> Any:
-    """Every turn's response time (end of user audio → first audio) per variant, with the median.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-    """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(8, 3), dpi=80)
-    for i, r in enumerate(results):
-        values = np.array([t.response_s for t in r.report.turns if t.response_s is not None], dtype=float)
-        if values.size:
-            jitter = np.linspace(-0.12, 0.12, values.size) if values.size > 1 else np.zeros(1)
-            ax.plot(i + jitter, values, "o", color="tab:blue", alpha=0.7)
-            ax.hlines(np.median(values), i - 0.3, i + 0.3, color="tab:red", lw=2)
-    ax.set_xticks(range(len(results)))
-    ax.set_xticklabels([r.label for r in results], rotation=15)
-    ax.set_ylabel("end of user audio → first audio (s)")
-    ax.set_ylim(bottom=0)
-    ax.grid(axis="y", alpha=0.3)
-    if not math.isfinite(ax.get_ylim()[1]):
-        ax.set_ylim(0, 1)
-    return ax

@@ -5,21 +5,12 @@ Pure functions over the event dicts of ``events.jsonl`` (as :meth:`Recording.loa
 The definitions below are the ones ``docs/RECORDING.md`` gives, so anyone can recompute the
 figures from the JSON Lines.
 
-A **turn** is one assistant reply: the audio ``content_id`` of ``AudioOutput`` lines, in the order
-of their first chunk. For turn *i* with first audio at ``first_audio_t`` and the previous turn's first
-audio at ``prev`` (``-inf`` for the first turn):
-
-``decision_t``
-    ``t`` of the last ``Transcript`` with ``role == "USER"`` and ``stage == "FINAL"`` in
-    ``(prev, first_audio_t]`` — the model's turn decision. ``None`` for a typed (text) turn.
-``speech_end_t``
-    ``t`` of the last ``UserSpeechEnded`` in ``(prev, anchor]`` where ``anchor`` is ``decision_t``
-    (or ``first_audio_t`` without one) — the end of the user's audio.
-``heard_t``
-    For the first ``PlaybackReported`` of the turn's ``content_id`` with ``played_s > 0``:
-    ``t - played_s``, the moment the page started playing it. ``None`` without playback reports.
-``response_s = first_audio_t - speech_end_t``; ``decision_to_audio_s = first_audio_t - decision_t``;
-``audio_to_heard_s = heard_t - first_audio_t``.
+Turns are the one turn model of :mod:`nova_nb.s2s.turns` (its docstring gives the definitions of
+``decision_t``, ``speech_end_t``, ``heard_t``, ``response_s``, ``decision_to_audio_s`` and
+``audio_to_heard_s``); :func:`turns` is the adapter that feeds it the recorded lines: ``AudioOutput``,
+``Transcript``, ``PlaybackReported``, ``Interruption`` and ``ContentEnded`` as the typed events they
+record, and ``UserSpeechEnded`` (the recorder's energy detector on the input frames as sent) as the
+speech-end marks of source ``"input_energy"``.
 
 A **barge-in** is the first ``Interruption`` line of a ``content_id`` (``signal_t``):
 ``onset_t`` is the last ``UserSpeechStarted`` in ``[first_audio_t of that turn, signal_t]``;
@@ -38,10 +29,12 @@ import bisect
 import html
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
+
+from ..s2s.turns import INPUT_ENERGY, TurnBuilder, TurnRecord
 
 __all__ = [
     "LATENCY_METRICS",
@@ -52,7 +45,6 @@ __all__ = [
     "barge_ins",
     "html_table",
     "latency_report",
-    "plot_latency",
     "summarize",
     "turns",
 ]
@@ -65,24 +57,8 @@ PERCENTILES = (50, 90, 95, 99)
 Event = Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class Turn:
-    """One assistant reply and its timing (seconds on the recording clock ``t``)."""
-
-    index: int
-    content_id: str
-    first_audio_t: float
-    speech_end_t: float | None
-    decision_t: float | None
-    heard_t: float | None
-    end_t: float | None
-    stop_reason: str | None
-    interrupted: bool
-    reply_audio_s: float
-    user_text: str | None
-    response_s: float | None
-    decision_to_audio_s: float | None
-    audio_to_heard_s: float | None
+#: One assistant reply and its timing: the one turn model (seconds on the recording clock ``t``).
+Turn = TurnRecord
 
 
 @dataclass(frozen=True)
@@ -119,24 +95,24 @@ def _last_before(times: list[float], lo: float, hi: float) -> int | None:
     return i if i >= 0 and times[i] > lo else None
 
 
-def _first_audio(events: Iterable[Event]) -> tuple[list[str], dict[str, float], dict[str, float]]:
-    order: list[str] = []
+def _first_audio(events: Iterable[Event]) -> tuple[list[str], dict[str, float]]:
+    """The replies' content ids in the order of their first audio, and that first audio's time."""
     first: dict[str, float] = {}
-    seconds: dict[str, float] = {}
     for e in events:
         if e["kind"] == "AudioOutput":
-            cid = e["content_id"]
-            if cid not in first:
-                first[cid] = e["t"]
-                order.append(cid)
-                seconds[cid] = 0.0
-            seconds[cid] += e.get("duration_s", e.get("n_samples", 0) / e.get("sample_rate", 24000))
-    order.sort(key=lambda c: first[c])
-    return order, first, seconds
+            first.setdefault(e["content_id"], e["t"])
+    return sorted(first, key=first.__getitem__), first
+
+
+#: ``source`` values of recorded ``UserSpeechEnded`` lines that are the input-energy detector's.
+_INPUT_ENERGY_SOURCES = (None, "recorder", INPUT_ENERGY)
 
 
 def turns(events: Sequence[Event]) -> list[Turn]:
-    """Split recorded events into turns and time each (definitions: module docstring).
+    """Split recorded events into turns and time each (definitions: :mod:`nova_nb.s2s.turns`).
+
+    The one adapter from ``events.jsonl`` lines to the turn model: each line is handed to the same
+    :class:`~nova_nb.s2s.turns.TurnBuilder` a live session feeds with typed events.
 
     Parameters
     ----------
@@ -154,61 +130,27 @@ def turns(events: Sequence[Event]) -> list[Turn]:
     ...       {"kind": "Transcript", "t": 2.5, "role": "USER", "stage": "FINAL", "text": "hi"},
     ...       {"kind": "AudioOutput", "t": 2.6, "content_id": "a", "duration_s": 0.08}]
     >>> t = turns(ev)[0]
-    >>> round(t.response_s, 3), round(t.decision_to_audio_s, 3)
-    (1.6, 0.1)
+    >>> round(t.response_s, 3), round(t.decision_to_audio_s, 3), t.speech_end_source
+    (1.6, 0.1, 'input_energy')
     """
-    order, first, seconds = _first_audio(events)
-    decisions = [(e["t"], e.get("text")) for e in events if _is_user_final(e)]
-    decision_t = [d[0] for d in decisions]
-    speech_end = [e["t"] for e in events if e["kind"] == "UserSpeechEnded"]
-    speech_end.sort()
-    heard: dict[str, float] = {}
-    ends: dict[str, tuple[float, str | None]] = {}
-    interrupted: set[str] = set()
+    builder = TurnBuilder(keep_audio=False)
     for e in events:
-        kind = e["kind"]
-        if kind == "PlaybackReported" and e.get("played_s", 0) > 0 and e["content_id"] not in heard:
-            heard[e["content_id"]] = e["t"] - e["played_s"]
-        elif kind == "ContentEnded" and e.get("type") == "AUDIO" and e.get("role") == "ASSISTANT":
-            ends.setdefault(e["content_id"], (e["t"], e.get("stop_reason")))
+        kind, t = e["kind"], e["t"]
+        if kind == "AudioOutput":
+            rate = e.get("sample_rate", 24000)
+            builder.audio(t, e["content_id"], e.get("duration_s", e.get("n_samples", 0) / rate), rate)
+        elif kind == "Transcript":
+            builder.transcript(t, e.get("role", ""), e.get("stage"), e.get("text") or "")
+        elif kind == "UserSpeechEnded":
+            source = e.get("source")
+            builder.speech_ended(t, INPUT_ENERGY if source in _INPUT_ENERGY_SOURCES else str(source))
+        elif kind == "PlaybackReported":
+            builder.playback(t, e["content_id"], e.get("played_s", 0.0))
         elif kind == "Interruption" and e.get("content_id"):
-            interrupted.add(e["content_id"])
-    out: list[Turn] = []
-    prev = -math.inf
-    for i, cid in enumerate(order):
-        fa = first[cid]
-        d = _last_before(decision_t, prev, fa)
-        dec = decisions[d] if d is not None else None
-        anchor = dec[0] if dec else fa
-        s = _last_before(speech_end, prev, anchor)
-        se = speech_end[s] if s is not None else None
-        end = ends.get(cid)
-        stop = end[1] if end else None
-        ht = heard.get(cid)
-        out.append(
-            Turn(
-                index=i,
-                content_id=cid,
-                first_audio_t=fa,
-                speech_end_t=se,
-                decision_t=dec[0] if dec else None,
-                heard_t=ht,
-                end_t=end[0] if end else None,
-                stop_reason=stop,
-                interrupted=cid in interrupted or stop == "INTERRUPTED",
-                reply_audio_s=round(seconds[cid], 6),
-                user_text=dec[1] if dec else None,
-                response_s=_diff(fa, se),
-                decision_to_audio_s=_diff(fa, dec[0] if dec else None),
-                audio_to_heard_s=_diff(ht, fa),
-            )
-        )
-        prev = fa
-    return out
-
-
-def _is_user_final(e: Event) -> bool:
-    return e["kind"] == "Transcript" and e.get("role") == "USER" and e.get("stage") == "FINAL"
+            builder.interruption(e["content_id"])
+        elif kind == "ContentEnded" and e.get("type") == "AUDIO" and e.get("role") == "ASSISTANT":
+            builder.audio_ended(t, e["content_id"], e.get("stop_reason"))
+    return builder.turns
 
 
 def _words(text: str | None) -> int:
@@ -228,7 +170,7 @@ def barge_ins(events: Sequence[Event]) -> list[BargeIn]:
     list of BargeIn
         One per interrupted reply, in order (definitions: module docstring).
     """
-    order, first, _ = _first_audio(events)
+    order, first = _first_audio(events)
     index = {cid: i for i, cid in enumerate(order)}
     firsts = [first[c] for c in order]
     onsets = sorted(e["t"] for e in events if e["kind"] == "UserSpeechStarted")
@@ -364,6 +306,7 @@ class LatencyReport:
         "index",
         "user_text",
         "speech_end_t",
+        "speech_end_source",
         "decision_t",
         "first_audio_t",
         "response_s",
@@ -374,8 +317,10 @@ class LatencyReport:
     )
 
     def rows(self) -> list[dict[str, Any]]:
-        """The turns as plain dicts (e.g. for ``pandas.DataFrame`` or ``csv.DictWriter``)."""
-        return [asdict(t) for t in self.turns]
+        """The turns as plain dicts (e.g. for ``pandas.DataFrame`` or ``csv.DictWriter``), without audio."""
+        names = [f.name for f in fields(TurnRecord) if f.name != "audio"]
+        return [{**{n: getattr(t, n) for n in names}, **{m: getattr(t, m) for m in LATENCY_METRICS}}
+                for t in self.turns]  # fmt: skip
 
     def summary_rows(self) -> list[list[Any]]:
         stats = ("n", "mean", "min", *(f"p{p}" for p in PERCENTILES), "max")
@@ -392,7 +337,9 @@ class LatencyReport:
         )
 
     def plot(self, ax: Any = None) -> Any:
-        """See :func:`plot_latency`."""
+        """Draw the turns with :func:`nova_nb.analysis.display.plot_latency`; returns its axes."""
+        from .display import plot_latency
+
         return plot_latency(self.turns, ax=ax)
 
 
@@ -406,46 +353,3 @@ def latency_report(events: Sequence[Event]) -> LatencyReport:
     """
     t = turns(events)
     return LatencyReport(t, summarize(t))
-
-
-def plot_latency(rows: Sequence[Turn], ax: Any = None) -> Any:
-    """A bar per turn: end of user audio → turn decision → first audio (→ heard), stacked.
-
-    Parameters
-    ----------
-    rows : sequence of Turn
-    ax : matplotlib.axes.Axes, optional
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-    """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(8, 3), dpi=80)
-    idx = np.arange(len(rows))
-    to_decision = np.array(
-        [_diff(r.decision_t, r.speech_end_t) if r.speech_end_t is not None else None for r in rows],
-        dtype=float,
-    )
-    to_audio = np.array([r.decision_to_audio_s for r in rows], dtype=float)
-    to_heard = np.array([r.audio_to_heard_s for r in rows], dtype=float)
-    a = np.nan_to_num(to_decision)
-    b = np.nan_to_num(to_audio)
-    ax.bar(idx, a, color="tab:orange", label="end of user audio → turn decision")
-    ax.bar(idx, b, bottom=a, color="tab:green", label="turn decision → first audio")
-    if np.isfinite(to_heard).any():
-        ax.bar(idx, np.nan_to_num(to_heard), bottom=a + b, color="tab:purple", label="first audio → heard")
-    top = float(np.nanmax(a + b + np.nan_to_num(to_heard), initial=0.0))
-    ax.set_ylim(0, max(top * 1.35, 0.1))  # room for the legend above the bars
-    ax.set_xlabel("turn")
-    ax.set_ylabel("seconds")
-    ax.set_xticks(idx)
-    ax.legend(loc="upper left", fontsize=8)
-    return ax
-
-
-def field_names(cls: type) -> list[str]:
-    """The field names of :class:`Turn` or :class:`BargeIn` (column order)."""
-    return [f.name for f in fields(cls)]

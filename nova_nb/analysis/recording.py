@@ -42,14 +42,14 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
 
-from ..audio import WavWriter, read_wav, rms_dbfs
+from ..audio import EnergySpeechDetector, WavWriter, read_wav, rms_dbfs
 from ..errors import NovaNbError
 from ..s2s import events as ev
 
@@ -89,68 +89,9 @@ class Recordable(Protocol):
     def add_input_listener(self, callback: Callable[[bytes, float, int], None]) -> Callable[[], None]: ...
 
 
-@dataclass
-class SpeechDetector:
-    """Finds where the user's speech starts and ends in the input frames, by level.
-
-    A run of frames louder than ``threshold_dbfs`` is speech once it lasts ``min_speech_s``; it
-    ends at the end of its last loud frame once ``end_silence_s`` of quiet follows. The emulator's
-    scripted engine decides turns with the same kind of energy detector (-42 dBFS, 0.15 s).
-
-    Parameters
-    ----------
-    threshold_dbfs : float
-        Frame RMS level above which a frame counts as speech.
-    min_speech_s : float
-        Loud audio needed before speech is declared (shorter blips are ignored).
-    end_silence_s : float
-        Quiet needed after the last loud frame before speech is declared over. Short pauses
-        between words are shorter than this.
-    """
-
-    threshold_dbfs: float = -42.0
-    min_speech_s: float = 0.15
-    end_silence_s: float = 0.3
-    _loud_s: float = field(default=0.0, init=False, repr=False)
-    _quiet_s: float = field(default=0.0, init=False, repr=False)
-    _run_start: float | None = field(default=None, init=False, repr=False)
-    _last_loud_end: float | None = field(default=None, init=False, repr=False)
-    _in_speech: bool = field(default=False, init=False, repr=False)
-
-    def push(self, level_dbfs: float, t: float, duration_s: float) -> list[tuple[str, float]]:
-        """Feed one frame (its level, start time and length); returns ``[(kind, t), ...]`` found.
-
-        ``kind`` is ``"UserSpeechStarted"`` (``t``: start of the first loud frame of the run) or
-        ``"UserSpeechEnded"`` (``t``: end of the last loud frame).
-        """
-        found: list[tuple[str, float]] = []
-        if level_dbfs > self.threshold_dbfs:
-            if self._run_start is None:
-                self._run_start = t
-                self._loud_s = 0.0
-            self._loud_s += duration_s
-            self._quiet_s = 0.0
-            self._last_loud_end = t + duration_s
-            if not self._in_speech and self._loud_s >= self.min_speech_s - 1e-9:
-                self._in_speech = True
-                found.append(("UserSpeechStarted", self._run_start))
-            return found
-        if self._run_start is None:
-            return found
-        self._quiet_s += duration_s
-        if self._quiet_s >= self.end_silence_s - 1e-9:
-            if self._in_speech and self._last_loud_end is not None:
-                found.append(("UserSpeechEnded", self._last_loud_end))
-            self._run_start = None
-            self._in_speech = False
-        return found
-
-    def settings(self) -> dict[str, float]:
-        return {
-            "threshold_dbfs": self.threshold_dbfs,
-            "min_speech_s": self.min_speech_s,
-            "end_silence_s": self.end_silence_s,
-        }
+#: Finds where the user's speech starts and ends in the input frames: the one energy detector
+#: (:class:`nova_nb.audio.EnergySpeechDetector`), the emulator's scripted engine decides turns with.
+SpeechDetector = EnergySpeechDetector
 
 
 class _Player:
@@ -267,7 +208,7 @@ class SessionRecorder:
     input_rate, output_rate : int, optional
         Sample rates of the two WAV files; by default the session's configured rates (16000 and
         24000 for Nova Sonic).
-    detector : SpeechDetector, optional
+    detector : EnergySpeechDetector, optional
         How user speech is found in the input frames (``UserSpeechStarted``/``UserSpeechEnded``).
     gap_tolerance_s : float
         Input frames arriving up to this much later than the end of what is written are appended
@@ -299,7 +240,7 @@ class SessionRecorder:
         *,
         input_rate: int | None = None,
         output_rate: int | None = None,
-        detector: SpeechDetector | None = None,
+        detector: EnergySpeechDetector | None = None,
         gap_tolerance_s: float = 0.5,
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
@@ -308,7 +249,7 @@ class SessionRecorder:
         config = getattr(session, "config", None)
         self.input_rate: int = input_rate or int(getattr(config, "input_sample_rate", 16000))
         self.output_rate: int = output_rate or int(getattr(config, "output_sample_rate", 24000))
-        self.detector = detector or SpeechDetector()
+        self.detector = detector or EnergySpeechDetector()
         self.gap_tolerance_s = float(gap_tolerance_s)
         self.user_metadata = dict(metadata or {})
         self.t0 = time.monotonic()
@@ -376,7 +317,7 @@ class SessionRecorder:
             sample_rate=sample_rate,
             rms_dbfs=round(level, 2),
         )
-        for kind, t_found in self.detector.push(level, timestamp, duration):
+        for kind, t_found in self.detector.push_level(level, timestamp, duration):
             self._line(kind, t_found, source="recorder")
         self._tick(timestamp)
 

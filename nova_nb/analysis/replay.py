@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..errors import ConfigError
 from ..s2s import ConversationContext, StreamingS2SProvider
 from .experiments import run_conversation
 from .recording import Recording
@@ -62,7 +63,7 @@ async def replay(
     """
     original = recording if isinstance(recording, Recording) else Recording.load(recording)
     if original.input_rate != provider.config.input_sample_rate:
-        raise ValueError(
+        raise ConfigError(
             f"the recording's input is at {original.input_rate} Hz but the provider takes "
             f"{provider.config.input_sample_rate} Hz: use a provider with input_sample_rate="
             f"{original.input_rate}"

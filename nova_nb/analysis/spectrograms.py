@@ -2,7 +2,8 @@
 
 Functions over arrays (librosa style): :func:`spectrogram` turns samples into a dB image at a
 resolution that fits a plot, :func:`event_markers` turns event dicts into marker times, and
-:func:`plot_spectrograms` / :func:`plot_recording` draw them. Nothing here touches a live session.
+:func:`recording_spectrograms` does both streams of a recording. Drawing them is
+:mod:`nova_nb.analysis.display`'s job. Nothing here touches a live session.
 
 Long recordings stay fast because the image never has more than ``max_columns`` columns: each column
 averages the power of the short-time spectra (``n_fft`` windows, half-overlapping) inside its slice
@@ -12,22 +13,16 @@ of time, so nothing is skipped, and the work grows only with the number of windo
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = [
-    "MARKER_STYLES",
-    "Marker",
-    "Spectrogram",
-    "event_markers",
-    "plot_recording",
-    "plot_spectrograms",
-    "spectrogram",
-]
+from ..errors import AudioFormatError, ConfigError
+
+__all__ = ["Marker", "Spectrogram", "event_markers", "recording_spectrograms", "spectrogram"]
 
 Kind = Literal["mel", "linear"]
 
@@ -137,7 +132,7 @@ def spectrogram(
     if y.dtype.kind == "f":
         y = y.astype(np.float32, copy=False)
     if y.ndim != 1:
-        raise ValueError(f"pcm must be mono, shape (n,); got {y.shape}")
+        raise AudioFormatError(f"pcm must be mono, shape (n,); got {y.shape}")
     duration = y.size / sample_rate
     n_cols = max(1, min(int(max_columns), math.ceil(duration / hop_s)))
     col_len = max(y.size, 1) / n_cols
@@ -149,7 +144,7 @@ def spectrogram(
     elif kind == "linear":
         freqs = librosa.fft_frequencies(sr=sample_rate, n_fft=n_fft)
     else:
-        raise ValueError(f"kind must be 'mel' or 'linear'; got {kind!r}")
+        raise ConfigError(f"kind must be 'mel' or 'linear'; got {kind!r}")
     db = librosa.power_to_db(power, ref=1.0, top_db=None).astype(np.float32)
     db = np.maximum(db, max(float(db.max()) - top_db, -120.0)) if db.size else db
     times = t_offset + (np.arange(n_cols) + 0.5) * col_len / sample_rate
@@ -166,15 +161,7 @@ class Marker:
     content_id: str | None = None
 
 
-#: label → (colour, line style) for each marker kind.
-MARKER_STYLES: dict[str, tuple[str, str]] = {
-    "speech_start": ("tab:cyan", ":"),
-    "speech_end": ("tab:blue", "--"),
-    "decision": ("tab:orange", "--"),
-    "first_audio": ("tab:green", "-"),
-    "interruption": ("tab:red", "-"),
-    "flush": ("magenta", ":"),
-}
+#: kind → legend label of each marker.
 _MARKER_LABELS = {
     "speech_start": "user speech starts",
     "speech_end": "end of user audio",
@@ -221,89 +208,17 @@ def event_markers(events: Iterable[Mapping[str, Any]], *, speech_start: bool = T
     return out
 
 
-def _show(spec: Spectrogram, ax: Any, cmap: str = "magma") -> Any:
-    import librosa.display
-
-    y_axis = "mel" if spec.kind == "mel" else "linear"
-    kwargs: dict[str, Any] = {"sr": spec.sample_rate, "n_fft": spec.n_fft, "y_axis": y_axis, "cmap": cmap}
-    if spec.kind == "mel":
-        kwargs["fmax"] = float(spec.freqs[-1])
-    return librosa.display.specshow(
-        spec.db, x_coords=spec.times, x_axis="s", ax=ax, shading="nearest", **kwargs
-    )
-
-
-def plot_spectrograms(
-    streams: Sequence[tuple[str, Spectrogram]],
-    markers: Sequence[Marker] = (),
-    *,
-    t_range: tuple[float, float] | None = None,
-    figsize: tuple[float, float] | None = None,
-    dpi: int = 80,
-    legend: bool = True,
-) -> Any:
-    """Spectrograms stacked on one time axis, with every marker drawn across all of them.
-
-    Parameters
-    ----------
-    streams : sequence of (title, Spectrogram)
-    markers : sequence of Marker
-    t_range : (float, float), optional
-        Limits of the time axis.
-    figsize, dpi :
-        Figure size in inches and resolution.
-    legend : bool
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        Its axes are in ``fig.axes`` (top to bottom); marker lines carry ``gid`` ``"marker:<kind>"``.
-    """
-    import matplotlib.pyplot as plt
-
-    n = len(streams)
-    fig, axes = plt.subplots(
-        n, 1, figsize=figsize or (11, 2.2 * n + 0.6), dpi=dpi, sharex=True, squeeze=False
-    )
-    for ax, (title, spec) in zip(axes[:, 0], streams, strict=False):
-        _show(spec, ax)
-        ax.set_ylabel(f"{title}\nHz")
-        ax.set_xlabel("")
-        for m in markers:
-            if t_range is not None and not t_range[0] <= m.t <= t_range[1]:
-                continue
-            color, style = MARKER_STYLES[m.kind]
-            # Dashed markers on top, so a decision a few ms before the first audio stays visible.
-            z = 3 if style == "-" else 4
-            ax.axvline(m.t, color=color, ls=style, lw=1.3, label=m.label, gid=f"marker:{m.kind}", zorder=z)
-    bottom = axes[-1, 0]
-    bottom.set_xlabel("seconds since the recording started")
-    if t_range is not None:
-        bottom.set_xlim(*t_range)
-    if legend and markers:
-        handles, labels = axes[0, 0].get_legend_handles_labels()
-        unique = dict(zip(labels, handles, strict=False))
-        fig.legend(unique.values(), unique.keys(), loc="upper center", ncol=min(6, len(unique)), fontsize=8,
-                   frameon=False)  # fmt: skip
-        fig.tight_layout(rect=(0, 0, 1, 0.93))
-    else:
-        fig.tight_layout()
-    return fig
-
-
-def plot_recording(
+def recording_spectrograms(
     recording: Any,
     *,
     kind: Kind = "mel",
     t_range: tuple[float, float] | None = None,
     max_columns: int = 1200,
-    speech_start: bool = True,
-    **kwargs: Any,
-) -> Any:
-    """Input and output spectrograms of a :class:`~nova_nb.analysis.recording.Recording`, events marked.
+) -> tuple[list[tuple[str, Spectrogram]], tuple[float, float]]:
+    """Spectrograms of a :class:`~nova_nb.analysis.recording.Recording`'s input and output.
 
-    The input is drawn where its samples lie in ``input.wav`` and the output as the simulated
-    player played it (``output.wav``); both files are on the recording clock (docs/RECORDING.md).
+    The input is taken where its samples lie in ``input.wav`` and the output as the simulated player
+    played it (``output.wav``); both files are on the recording clock (docs/RECORDING.md).
 
     Parameters
     ----------
@@ -313,14 +228,13 @@ def plot_recording(
         Only this stretch of time (the audio is cut before the spectra are computed).
     max_columns : int
         Image width in columns for each stream.
-    speech_start : bool
-        Also mark where user speech starts.
-    **kwargs
-        Passed to :func:`plot_spectrograms`.
 
     Returns
     -------
-    matplotlib.figure.Figure
+    streams : list of (str, Spectrogram)
+        ``("user (in)", ...)`` and ``("assistant (out)", ...)``.
+    t_range : (float, float)
+        The stretch of time they cover.
     """
     t0, t1 = t_range if t_range is not None else (0.0, recording.duration_s)
     streams = []
@@ -335,5 +249,4 @@ def plot_recording(
         streams.append(
             (title, spectrogram(piece, rate, kind=kind, max_columns=max_columns, t_offset=a / rate))
         )
-    markers = event_markers(recording.events, speech_start=speech_start)
-    return plot_spectrograms(streams, markers, t_range=(t0, t1), **kwargs)
+    return streams, (t0, t1)

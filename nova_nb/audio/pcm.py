@@ -673,22 +673,31 @@ class Reframer:
         list of bytes
             Complete frames, ``2 * frame_samples`` bytes each, oldest first; often empty.
         """
+        fb = self._frame_bytes
         if isinstance(pcm, bytes | bytearray | memoryview):
             view = memoryview(pcm)
             if view.nbytes % 2:
                 raise AudioFormatError(
                     f"audio bytes must have an even length (16-bit samples); got {view.nbytes} bytes"
                 )
+            if type(pcm) is bytes and not self._buffer:
+                # Nothing pending: cut frames straight from the caller's bytes (immutable, so sharing
+                # is safe). A chunk of exactly one frame comes back as the very same object.
+                n = len(pcm)
+                cut = n - n % fb
+                if cut < n:
+                    self._buffer += view[cut:]
+                return [pcm] if cut == n == fb else [pcm[i : i + fb] for i in range(0, cut, fb)]
             self._buffer += view.tobytes() if not view.c_contiguous else view.cast("B")
         else:
             self._buffer += pcm16_to_bytes(pcm)
-        n_full = len(self._buffer) // self._frame_bytes
+        n_full = len(self._buffer) // fb
         if n_full == 0:
             return []
-        cut = n_full * self._frame_bytes
+        cut = n_full * fb
         block = bytes(self._buffer[:cut])
         del self._buffer[:cut]
-        fb = self._frame_bytes
+        # Slicing a whole bytes object returns it: a single frame is not copied again.
         return [block[i : i + fb] for i in range(0, cut, fb)]
 
     def flush(self, pad: bool = True) -> list[bytes]:

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nova_nb.audio.pcm import check_rate, float32_to_pcm16
-from nova_nb.errors import AudioFormatError
+from nova_nb.errors import AudioFormatError, StateError
 
 __all__ = ["WavWriter", "read_wav", "write_wav"]
 
@@ -304,7 +304,7 @@ class WavWriter:
             16-bit little-endian bytes whose length is a multiple of ``2 * channels``.
         """
         if self.closed:
-            raise ValueError(f"cannot write to {self.path!r}: the WavWriter is closed")
+            raise StateError(f"cannot write to {self.path!r}: the WavWriter is closed; open a new one")
         if isinstance(pcm16, bytes | bytearray | memoryview):
             data = memoryview(pcm16).tobytes()
             if len(data) % self._block:

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
-from nova_nb.emulator.server import LOOPBACK, Admission, EmulatorServer, StreamHandler
+from nova_nb.emulator.server import LOOPBACK, Admission, EmulatorServer, EmulatorStateError, StreamHandler
 from nova_nb.emulator.sigv4 import EmulatorCredentials
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ class BackgroundEmulator:
         """Start the thread and the server; return once it listens. Raises ``TimeoutError``."""
         with self._state_lock:
             if self._stopped:
-                raise RuntimeError("a stopped BackgroundEmulator cannot be restarted; create a new one")
+                raise EmulatorStateError("a stopped BackgroundEmulator cannot be restarted; create a new one")
             if self._started:
                 return self
             self._started = True
@@ -119,7 +119,7 @@ class BackgroundEmulator:
         except concurrent.futures.TimeoutError:
             future.cancel()
             self.stop()
-            raise TimeoutError(f"the emulator did not start listening within {timeout:.1f} s") from None
+            raise EmulatorStateError(f"the emulator did not start listening within {timeout:.1f} s") from None
         except BaseException:
             self.stop()
             raise

@@ -177,12 +177,12 @@ class BenchBurst(OutputSide):
                     await self._stop_burst()
                     await stream.send_exception(exc.exception_type, exc.message)
                     return
-                if event.name == "contentStart" and event.content_type == "AUDIO":
+                if event.name == wire.CONTENT_START and event.content_type == "AUDIO":
                     if not await self._choose_plan(stream):
                         return
                     if self.plan is not None and self.plan.trigger == "setup":
                         self._start_burst()
-                elif event.name == "audioInput":
+                elif event.name == wire.AUDIO_INPUT:
                     self.audio_events_in += 1
                     plan = self.plan
                     if plan is not None and plan.mode == "sink" and self.audio_events_in == plan.count:
@@ -193,8 +193,7 @@ class BenchBurst(OutputSide):
                     break
             # The client is leaving (sessionEnd or end of input): stop, close the completion.
             await self._stop_burst()
-            if self.completion_id is not None:
-                await self._send(wire.completion_end(**self._ids(), stop_reason="END_TURN"))
+            await self._end_completion()
         finally:
             await self._stop_burst()
 

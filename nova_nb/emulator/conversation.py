@@ -33,7 +33,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..audio import EnergySpeechDetector
 from ..protocol import catalog, wire
+from ..protocol.order import OutputOrder
 from ..protocol.rules import InputValidator, PromptSettings, ServiceException
 from .server import HttpError, RequestInfo, ServerStream
 
@@ -54,19 +56,6 @@ class TurnDetector(Protocol):
     """Decides speech vs silence per frame of 16-bit mono PCM."""
 
     def is_speech(self, frame: np.ndarray, sample_rate: int) -> bool: ...
-
-
-class EnergyTurnDetector:
-    """Speech = frame RMS above ``threshold_dbfs``. Enough for scripted tests; the engine uses Silero."""
-
-    def __init__(self, threshold_dbfs: float = -42.0) -> None:
-        self.threshold = 32768.0 * 10 ** (threshold_dbfs / 20)
-
-    def is_speech(self, frame: np.ndarray, sample_rate: int) -> bool:
-        if frame.size == 0:
-            return False
-        rms = math.sqrt(float(np.mean(frame.astype(np.float64) ** 2)))
-        return rms > self.threshold
 
 
 class Brain(Protocol):
@@ -111,11 +100,8 @@ class ScriptedBrain:
         syllable = int(0.18 * rate)
         t = np.arange(syllable) / rate
         envelope = np.sin(np.pi * np.arange(syllable) / syllable) ** 2
-        base = (
-            110.0
-            if settings.voice_id in {"matthew", "florian", "lorenzo", "lennart", "carlos", "leo", "arjun"}
-            else 200.0
-        )
+        voice = catalog.ALL_VOICES.get(settings.voice_id)
+        base = 110.0 if voice is not None and voice.gender == "masculine" else 200.0
         for i, word in enumerate(text.split()):
             f0 = base * (1.0 + 0.08 * ((i * 7) % 5))
             tone = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in (1, 2, 3))
@@ -157,7 +143,9 @@ class Faults:
 @dataclass
 class ConversationOptions:
     brain_factory: Callable[[], Brain] = ScriptedBrain
-    detector_factory: Callable[[], TurnDetector] = EnergyTurnDetector
+    #: The scripted engine hears with the one energy detector (frame RMS above its threshold); the
+    #: speech engine uses Silero.
+    detector_factory: Callable[[], TurnDetector] = EnergySpeechDetector
     faults: Faults = field(default_factory=Faults)
     #: Phrases that make the model call a tool: {"weather like": "getWeather"}. Besides these, a
     #: turn that contains all the words of a configured tool's name calls it.
@@ -196,6 +184,9 @@ class OutputSide:
         self.validator: InputValidator | None = None
         self.stream: ServerStream | None = None
         self._send_lock = asyncio.Lock()
+        # Every event sent passes the output-order machine the client checks with
+        # (docs/PROTOCOL.md §4): an emulator that sends out of order is a bug, so this raises.
+        self.order = OutputOrder(allow_unknown=False)
 
     def _ids(self) -> dict[str, Any]:
         assert self.validator is not None and self.completion_id is not None
@@ -208,12 +199,28 @@ class OutputSide:
     async def _send(self, event: dict[str, Any]) -> None:
         assert self.stream is not None
         async with self._send_lock:
+            self.order.require_event(event)
             await self.stream.send_event(event)
 
     async def _ensure_completion(self) -> None:
         if self.completion_id is None:
             self.completion_id = str(uuid.uuid4())
             await self._send(wire.completion_start(**self._ids()))
+
+    async def _end_completion(self) -> None:
+        """completionEnd (END_TURN) at the end of the session, if a completion started.
+
+        A reply stopped mid-block (the client left) would leave its block open, and the order wants
+        every block closed before completionEnd (docs/PROTOCOL.md §4): close it first, with END_TURN,
+        as the service ends an AUDIO block that was cut short (Pipecat's client code notes this).
+        """
+        if self.completion_id is None:
+            return
+        ids = self._ids()
+        for cid, block in list(self.order.open_blocks.items()):
+            end = wire.output_content_end(**ids, content_id=cid, type=block.type, stop_reason="END_TURN")
+            await self._send(end)
+        await self._send(wire.completion_end(**ids, stop_reason="END_TURN"))
 
 
 class Conversation(OutputSide):
@@ -344,21 +351,20 @@ class Conversation(OutputSide):
             # The client is leaving: nobody is listening to the rest of the reply.
             self.reply.finished.set()
             await asyncio.wait({self.reply.task}, timeout=10)
-        if self.completion_id is not None:
-            await self._send(wire.completion_end(**self._ids(), stop_reason="END_TURN"))
+        await self._end_completion()
 
     async def _handle(self, name: str, body: dict[str, Any], event: Any) -> None:
-        if name == "audioInput":
+        if name == wire.AUDIO_INPUT:
             self._on_audio(np.frombuffer(wire.decode_audio(body), dtype="<i2"))
-        elif name == "textInput" and event.interactive and event.role == "USER":
+        elif name == wire.TEXT_INPUT and event.interactive and event.role == "USER":
             self._pending_text.setdefault(body["contentName"], []).append(body["content"])
-        elif name == "contentEnd" and body.get("contentName") in self._pending_text:
+        elif name == wire.CONTENT_END and body.get("contentName") in self._pending_text:
             text = "".join(self._pending_text.pop(body["contentName"]))
             self._interrupt(self.samples_received)  # typed input barges in like speech
             self._start_reply(text, typed=True)
-        elif name == "contentStart" and event.content_type == "TOOL":
+        elif name == wire.CONTENT_START and event.content_type == "TOOL":
             self._open_tool_blocks[body["contentName"]] = body["toolResultInputConfiguration"]["toolUseId"]
-        elif name == "toolResult":
+        elif name == wire.TOOL_RESULT:
             tool_use_id = self._open_tool_blocks.get(body["contentName"], "")
             future = self._tool_results.get(tool_use_id)
             if future is not None and not future.done():

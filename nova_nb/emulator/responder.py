@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import UsageError
+
 GREETING = re.compile(r"\b(hello|hi|hey|good (morning|afternoon|evening))\b", re.I)
 WHO = re.compile(r"\b(who|what) are you\b|\byour name\b", re.I)
 TIME = re.compile(r"\bwhat('s| is)? (the )?time\b|\btime is it\b", re.I)
@@ -80,7 +82,7 @@ def call_responder(responder: Responder, text: str, context: ReplyContext) -> st
         wants_context = False
     reply = responder(text, context) if wants_context else responder(text)
     if not isinstance(reply, str):
-        raise TypeError(f"a responder must return str, got {type(reply).__name__}")
+        raise UsageError(f"a responder must return the reply text as a str, got {type(reply).__name__}")
     return reply
 
 

@@ -124,6 +124,10 @@ class StreamClosedError(NovaNbError, ConnectionError):
     """Sending on a stream whose response has ended, was reset, or whose connection is gone."""
 
 
+class EmulatorStateError(NovaNbError, RuntimeError):
+    """An emulator used in the wrong state (not started yet, or stopped). Also a ``RuntimeError``."""
+
+
 StreamHandler = Callable[["ServerStream"], Awaitable[None]]
 Admission = Callable[[RequestInfo], HttpError | None]
 
@@ -768,7 +772,9 @@ class EmulatorServer:
     @property
     def ca_file(self) -> Path:
         if self._tls_files is None:
-            raise RuntimeError("the emulator has not been started: its CA does not exist yet")
+            raise EmulatorStateError(
+                "the emulator has not been started, so its CA does not exist yet; call start() first"
+            )
         return self._tls_files.ca_file
 
     @property
@@ -779,7 +785,7 @@ class EmulatorServer:
         if self._server is not None:
             return
         if self._stopped:
-            raise RuntimeError("an EmulatorServer cannot be restarted; create a new one")
+            raise EmulatorStateError("an EmulatorServer cannot be restarted once stopped; create a new one")
         if self._tls_dir is None:
             self._temp_dir = Path(tempfile.mkdtemp(prefix="nova-nb-emulator-"))
         folder = self._tls_dir or self._temp_dir

@@ -105,6 +105,14 @@ MODELS: Final[dict[str, Model]] = {
     ),
 }
 
+#: Every voice of any model, by id: Nova 2's in their order, then those only Nova Sonic v1 has. A voice
+#: has the same gender and native locales in every model that offers it (AWS: available-voices,
+#: sonic-language-support); ``polyglot`` is Nova 2's. Emulator code derives its voice tables from this.
+ALL_VOICES: Final[dict[str, Voice]] = {
+    **_V2_VOICES,
+    **{vid: voice for vid, voice in _V1_VOICES.items() if vid not in _V2_VOICES},
+}
+
 #: The voice chosen when none is given, per language (a native voice of that locale).
 DEFAULT_VOICE: Final[dict[str, str]] = {
     "en-US": "matthew",

@@ -82,7 +82,6 @@ class InputValidator:
         self._audio_started = False
         self._system_seen = False
         self.audio_content_name: str | None = None
-        self.pending_tool_use_ids: set[str] = set()
 
     # -- helpers ---------------------------------------------------------------------------------
 

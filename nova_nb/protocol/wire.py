@@ -17,31 +17,56 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ..errors import ProtocolError
+from ..errors import ConfigError, ProtocolError
 from . import catalog
 
 Event = dict[str, Any]
 
+# Event names, one constant each, so no module outside ``protocol/`` spells one (§2, §3, §4).
+SESSION_START: Final = "sessionStart"
+PROMPT_START: Final = "promptStart"
+CONTENT_START: Final = "contentStart"  # both directions
+TEXT_INPUT: Final = "textInput"
+AUDIO_INPUT: Final = "audioInput"
+TOOL_RESULT: Final = "toolResult"
+CONTENT_END: Final = "contentEnd"  # both directions
+PROMPT_END: Final = "promptEnd"
+SESSION_END: Final = "sessionEnd"
+COMPLETION_START: Final = "completionStart"
+TEXT_OUTPUT: Final = "textOutput"
+AUDIO_OUTPUT: Final = "audioOutput"
+TOOL_USE: Final = "toolUse"
+COMPLETION_END: Final = "completionEnd"
+USAGE_EVENT: Final = "usageEvent"
+#: Nova 2's speech-boundary events: not on the AWS pages, but present in captured real sessions
+#: (userSpeechStart → completionStart → userSpeechEnd → USER TEXT …; peer: BerriAI/litellm issue 38346,
+#: 2026). Parsed leniently; ``nova_nb`` passes them on as ``UnknownEvent``.
+USER_SPEECH_START: Final = "userSpeechStart"
+USER_SPEECH_END: Final = "userSpeechEnd"
+
 INPUT_EVENT_NAMES: Final = (
-    "sessionStart",
-    "promptStart",
-    "contentStart",
-    "textInput",
-    "audioInput",
-    "toolResult",
-    "contentEnd",
-    "promptEnd",
-    "sessionEnd",
+    SESSION_START,
+    PROMPT_START,
+    CONTENT_START,
+    TEXT_INPUT,
+    AUDIO_INPUT,
+    TOOL_RESULT,
+    CONTENT_END,
+    PROMPT_END,
+    SESSION_END,
 )
+#: Every output event name the order machine (:mod:`.order`) knows, documented (§4) or observed.
 OUTPUT_EVENT_NAMES: Final = (
-    "completionStart",
-    "contentStart",
-    "textOutput",
-    "audioOutput",
-    "toolUse",
-    "contentEnd",
-    "completionEnd",
-    "usageEvent",
+    COMPLETION_START,
+    CONTENT_START,
+    TEXT_OUTPUT,
+    AUDIO_OUTPUT,
+    TOOL_USE,
+    CONTENT_END,
+    COMPLETION_END,
+    USAGE_EVENT,
+    USER_SPEECH_START,
+    USER_SPEECH_END,
 )
 CONTENT_TYPES: Final = ("TEXT", "AUDIO", "TOOL")
 INPUT_TEXT_ROLES: Final = ("SYSTEM", "USER", "ASSISTANT", "SYSTEM_SPEECH")
@@ -262,7 +287,7 @@ def split_utf8(text: str, max_bytes: int = catalog.TEXT_INPUT_MAX_BYTES) -> list
     ``textInput`` events, which is how a message longer than the 1 KB limit is sent (§2.4).
     """
     if max_bytes < 4:
-        raise ValueError("max_bytes must be at least 4 (one UTF-8 character)")
+        raise ConfigError(f"max_bytes must be at least 4 (the longest UTF-8 character), got {max_bytes}")
     pieces: list[str] = []
     rest = text
     while len(rest.encode()) > max_bytes:

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Final, Literal, get_args
 
-from ..errors import ConfigError, one_of
+from ..errors import ConfigError, UsageError, one_of
 from ..protocol import catalog
 
 LatencyTarget = Literal["low", "medium", "high"]
@@ -56,7 +56,9 @@ class Secret:
 
     def __reduce__(self) -> Any:
         # Pickling would write the value out; a config that needs to travel should carry a profile name.
-        raise TypeError("Secret values cannot be pickled")
+        raise UsageError(
+            "Secret values cannot be pickled: pass a profile name (profile=...) to a config that must travel"
+        )
 
 
 def _mask_access_key(key: str | None) -> str | None:

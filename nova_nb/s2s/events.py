@@ -125,6 +125,20 @@ class StreamErrorEvent(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ProtocolViolation(Event):
+    """The service sent an output event out of the documented order (docs/PROTOCOL.md §4).
+
+    Informational: the session keeps running and the event itself is still handled. ``event`` is the
+    event's name, ``state`` where the order machine was, ``expected`` what would have been valid.
+    """
+
+    event: str
+    state: str
+    expected: str
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class SessionClosed(Event):
     """The session ended: ``reason`` is "closed" (by the client), "ended" (by the service) or "error"."""
 

@@ -8,63 +8,41 @@ latency figures measured on the one monotonic clock:
 * ``end_of_speech_to_first_audio_s`` — the last input frame with speech was sent → first audioOutput
   arrived (includes the service's endpointing pause);
 * ``decision_to_first_audio_s`` — the USER FINAL transcript arrived → first audioOutput arrived.
+
+The turns are the one turn model (:mod:`nova_nb.s2s.turns`); :func:`say` is the one "say this audio,
+then keep the microphone streaming silence until the reply is over" loop, which the analysis
+experiments and the widgets use too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import audio as pcm
 from ..errors import ConfigError
 from . import events as ev
 from .session import S2SSession, StreamingS2SProvider
+from .turns import TurnBuilder, TurnRecord
 from .types import ConversationContext
 
-#: A frame louder than this counts as speech when finding the end of the user's speech.
-SPEECH_DBFS = -45.0
 #: Streamed silence after the last reply, so a turn that is still being decided is not cut off.
 SETTLE_S = 0.3
+#: Without any speech in the audio, silence is streamed this long before giving up on a reply.
+NO_SPEECH_WAIT_S = 2.5
 
+#: One exchange as ``talk()`` returns it: the one turn model (``user_text``, ``reply_text``,
+#: ``reply_audio``, ``end_of_speech_to_first_audio_s``, ``decision_to_first_audio_s``, ...).
+Turn = TurnRecord
 
-@dataclass
-class Turn:
-    """One exchange: what the user said (as recognised), what the model said, and when."""
-
-    user_text: str = ""
-    speculative_text: str = ""
-    reply_text: str = ""
-    interrupted: bool = False
-    audio: bytearray = field(default_factory=bytearray, repr=False)
-    sample_rate: int = 24000
-    end_of_speech_at: float | None = None
-    decided_at: float | None = None
-    first_audio_at: float | None = None
-    last_audio_at: float | None = None
-
-    @property
-    def reply_audio(self) -> np.ndarray:
-        return np.frombuffer(bytes(self.audio), dtype="<i2")
-
-    @property
-    def reply_duration_s(self) -> float:
-        return len(self.audio) / 2 / self.sample_rate
-
-    @property
-    def end_of_speech_to_first_audio_s(self) -> float | None:
-        if self.end_of_speech_at is None or self.first_audio_at is None:
-            return None
-        return self.first_audio_at - self.end_of_speech_at
-
-    @property
-    def decision_to_first_audio_s(self) -> float | None:
-        if self.decided_at is None or self.first_audio_at is None:
-            return None
-        return self.first_audio_at - self.decided_at
+SayOutcome = Literal["done", "stopped", "closed", "timeout"]
 
 
 @dataclass
@@ -80,22 +58,92 @@ class TalkResult:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
 
 
-def _load(audio: str | Path | np.ndarray | bytes, sample_rate: int | None) -> tuple[np.ndarray, int]:
-    if isinstance(audio, str | Path):
-        path = Path(audio)
-        if not path.is_file():
-            raise ConfigError(f"audio file {str(path)!r} does not exist")
-        data, rate = pcm.read_wav(path)
-        return data, rate
-    if isinstance(audio, bytes | bytearray | memoryview):
-        if sample_rate is None:
-            raise ConfigError("raw PCM bytes need sample_rate=...")
-        return pcm.bytes_to_pcm16(bytes(audio)), sample_rate
-    if isinstance(audio, np.ndarray):
-        if sample_rate is None:
-            raise ConfigError("a numpy array needs sample_rate=...")
-        return audio, sample_rate
-    raise ConfigError(f"audio must be a WAV path, a numpy array or PCM bytes, got {type(audio).__name__}")
+async def say(
+    session: S2SSession,
+    audio: npt.NDArray[np.int16],
+    *,
+    sample_rate: int,
+    until: Callable[[float], bool],
+    pace: bool = True,
+    frame_s: float = 0.02,
+    timeout_s: float = 60.0,
+    stop_speaking: Callable[[], bool] | None = None,
+    on_frame: Callable[[npt.NDArray[np.int16], float], None] | None = None,
+    send: Callable[[npt.NDArray[np.int16]], Awaitable[None]] | None = None,
+) -> SayOutcome:
+    """Say ``audio`` like a live microphone, then keep streaming silence until ``until`` says stop.
+
+    A microphone never stops: the service decides turns on pauses it measures in the audio, so after
+    the words the silence must keep flowing until the reply is over.
+
+    Parameters
+    ----------
+    session : S2SSession
+        Where the audio goes (``send_audio``), and whose ``closed`` ends the wait.
+    audio : numpy.ndarray
+        int16 mono samples at ``sample_rate``.
+    sample_rate : int
+    until : callable
+        Called with the seconds of silence streamed so far after each silent frame; True ends it.
+    pace : bool
+        Send no faster than real time; otherwise as fast as the session takes it (the local emulator
+        counts audio time), yielding to the event loop between frames so events keep arriving.
+    frame_s : float
+        Audio per send.
+    timeout_s : float
+        Bound on the whole call.
+    stop_speaking : callable, optional
+        Checked before every frame of ``audio``: True gives up the rest of it (e.g. to barge in).
+    on_frame : callable, optional
+        ``on_frame(frame, t)`` after each frame was sent (the words and the silence after them), ``t``
+        the time it was handed over.
+    send : callable, optional
+        ``await send(frame)`` instead of ``session.send_audio`` (e.g. a widget's microphone path).
+
+    Returns
+    -------
+    str
+        ``"done"`` (``until`` said so), ``"stopped"`` (``stop_speaking`` did), ``"closed"`` (the session
+        closed) or ``"timeout"``.
+    """
+    if not isinstance(audio, np.ndarray) or audio.dtype != np.int16 or audio.ndim != 1:
+        raise ConfigError("say() takes int16 mono samples (shape (n,)); use nova_nb.audio.load_audio first")
+    step = max(1, round(frame_s * sample_rate))
+    deadline = time.monotonic() + timeout_s
+
+    async def out(frame: npt.NDArray[np.int16]) -> None:
+        if send is not None:
+            await send(frame)
+        else:
+            await session.send_audio(frame, sample_rate=sample_rate, pace=pace)
+        if not pace:
+            await asyncio.sleep(0.001)
+
+    for start in range(0, audio.size, step):
+        if stop_speaking is not None and stop_speaking():
+            return "stopped"
+        if session.closed:
+            return "closed"
+        if time.monotonic() > deadline:
+            return "timeout"
+        frame = audio[start : start + step]
+        t = time.monotonic()
+        await out(frame)
+        if on_frame is not None:
+            on_frame(frame, t)
+    silence = np.zeros(step, dtype=np.int16)
+    quiet_s = 0.0
+    while not until(quiet_s):
+        if session.closed:
+            return "closed"
+        if time.monotonic() > deadline:
+            return "timeout"
+        t = time.monotonic()
+        await out(silence)
+        if on_frame is not None:
+            on_frame(silence, t)
+        quiet_s += step / sample_rate
+    return "done"
 
 
 async def talk(
@@ -111,85 +159,52 @@ async def talk(
 ) -> TalkResult:
     """Say ``audio`` to the model and collect its answers.
 
-    ``pace=True`` sends at real-time pace, as a microphone would (needed for meaningful latency
-    figures with the real service); ``pace=False`` sends as fast as the session accepts, which the
-    local emulator handles in audio time. Every wait is bounded by ``timeout_s``.
+    ``audio`` is anything :func:`nova_nb.audio.load_audio` takes (an array or raw PCM bytes need
+    ``sample_rate``). ``pace=True`` sends at real-time pace, as a microphone would (needed for
+    meaningful latency figures with the real service); ``pace=False`` sends as fast as the session
+    accepts, which the local emulator handles in audio time. Every wait is bounded by ``timeout_s``.
     """
     if not isinstance(provider, StreamingS2SProvider):
         raise ConfigError("talk() needs a streaming provider, e.g. s2s.new_provider('local')")
-    data, rate = _load(audio, sample_rate)
-    mono = pcm.to_pcm16_mono(data, sample_rate=rate, target_rate=16000)
-    frame = pcm.frame_samples(16000, frame_ms)
-    deadline = time.monotonic() + timeout_s
+    rate = int(getattr(provider.config, "input_sample_rate", 16000))
+    mono = pcm.load_audio(audio, sample_rate=sample_rate, target_rate=rate)
     session: S2SSession = await provider.start_streaming(context, voice_id=voice_id)
     events: list[ev.Event] = []
-    last_speech_sent: list[float] = []
+    builder = TurnBuilder()
+    spoken: dict[str, Any] = {}
 
     async def collect() -> None:
         async for event in session.events():
             events.append(event)
+            builder.feed(event)
+
+    def settled(_quiet_s: float) -> bool:
+        # Done when a reply has ended after the user's last speech, and nothing new started.
+        speech_end = builder.last_speech_end
+        if speech_end is None:
+            return time.monotonic() - spoken.setdefault("at", time.monotonic()) > NO_SPEECH_WAIT_S
+        last = builder.current
+        return (
+            last is not None
+            and last.end_t is not None
+            and last.end_t > speech_end
+            and time.monotonic() - last.end_t > SETTLE_S
+        )
 
     collector = asyncio.create_task(collect())
     try:
-        silence = np.zeros(frame, dtype=np.int16)
-        for start in range(0, mono.size, frame):
-            chunk = mono[start : start + frame]
-            await session.send_audio(chunk, sample_rate=16000, pace=pace)
-            if pcm.rms_dbfs(chunk) > SPEECH_DBFS:
-                last_speech_sent.append(time.monotonic())
-            if time.monotonic() > deadline:
-                break
-        file_ended = time.monotonic()
-
-        def settled() -> bool:
-            # Done when a reply has ended after the user's last speech, and nothing new started.
-            speech_end = last_speech_sent[-1] if last_speech_sent else file_ended
-            ends = [
-                e.timestamp
-                for e in events
-                if isinstance(e, ev.ContentEnded) and e.type == "AUDIO" and e.role == "ASSISTANT"
-            ]
-            if not last_speech_sent:
-                return time.monotonic() - file_ended > 2.5
-            return bool(ends) and ends[-1] > speech_end and time.monotonic() - ends[-1] > SETTLE_S
-
-        while not settled() and time.monotonic() < deadline and not session.closed:
-            await session.send_audio(silence, sample_rate=16000, pace=pace)
-            if not pace:
-                await asyncio.sleep(0.002)
+        await say(
+            session,
+            mono,
+            sample_rate=rate,
+            until=settled,
+            pace=pace,
+            frame_s=frame_ms / 1000,
+            timeout_s=timeout_s,
+            on_frame=lambda frame, t: builder.input_audio(frame, t, rate),
+        )
     finally:
         await session.close()
         await asyncio.wait({collector}, timeout=5)
     output_rate = getattr(getattr(session, "config", None), "output_sample_rate", 24000)
-    turns = _turns(events, last_speech_sent, output_rate)
-    return TalkResult(turns=turns, events=events, sample_rate=output_rate)
-
-
-def _turns(events: list[ev.Event], speech_times: list[float], rate: int) -> list[Turn]:
-    turns: list[Turn] = []
-    turn: Turn | None = None
-    for event in events:
-        if isinstance(event, ev.Transcript) and event.role == "USER":
-            turn = Turn(user_text=event.text, decided_at=event.timestamp, sample_rate=rate)
-            before = [t for t in speech_times if t <= event.timestamp]
-            turn.end_of_speech_at = before[-1] if before else None
-            turns.append(turn)
-        elif turn is None:
-            if isinstance(event, ev.Transcript | ev.AudioOutput):
-                # A reply without a user turn (typed input, or the model speaking first).
-                turn = Turn(sample_rate=rate)
-                turns.append(turn)
-            else:
-                continue
-        if isinstance(event, ev.Transcript) and event.role == "ASSISTANT":
-            if event.stage == "SPECULATIVE":
-                turn.speculative_text += event.text
-            else:
-                turn.reply_text += event.text
-        elif isinstance(event, ev.AudioOutput):
-            turn.audio += event.audio
-            turn.first_audio_at = turn.first_audio_at or event.timestamp
-            turn.last_audio_at = event.timestamp
-        elif isinstance(event, ev.Interruption):
-            turn.interrupted = True
-    return turns
+    return TalkResult(turns=builder.turns, events=events, sample_rate=output_rate)

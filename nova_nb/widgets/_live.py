@@ -36,6 +36,7 @@ import traitlets
 from .. import audio as pcm
 from ..errors import ConfigError
 from ..s2s import events as ev
+from ..s2s.session import S2SSession
 from ..s2s.types import AudioOutputChunk
 
 log = logging.getLogger("nova_nb.widgets")
@@ -101,7 +102,7 @@ class LiveAudio(anywidget.AnyWidget):
         self._flush_tokens = itertools.count(1)
         self._sent_at: dict[int, float] = {}
         self._flush_sent: dict[int, float] = {}
-        self._session: Any = None
+        self._session: S2SSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._frames: asyncio.Queue[bytes] = asyncio.Queue()
         self._detachers: list[Callable[[], object]] = []
@@ -237,6 +238,7 @@ class LiveAudio(anywidget.AnyWidget):
 
     async def _send_frames(self) -> None:
         session = self._session
+        assert session is not None
         while True:
             frame = await self._frames.get()
             if session.closed:
@@ -248,6 +250,7 @@ class LiveAudio(anywidget.AnyWidget):
                 return
 
     async def _play_replies(self) -> None:
+        assert self._session is not None
         async for chunk in self._session.receive_audio():
             if chunk.interrupted:
                 if chunk.content_id is None or chunk.content_id != self._flushed_content:
@@ -256,7 +259,7 @@ class LiveAudio(anywidget.AnyWidget):
                 self.play(chunk)
 
     def attach(
-        self, session: Any, *, loop: asyncio.AbstractEventLoop | None = None, play: bool = True
+        self, session: S2SSession, *, loop: asyncio.AbstractEventLoop | None = None, play: bool = True
     ) -> Callable[[], None]:
         """Stream this widget's microphone into ``session`` and play its replies in the page.
 
@@ -271,12 +274,10 @@ class LiveAudio(anywidget.AnyWidget):
         self._loop = loop or asyncio.get_running_loop()
         self._session = session
         self._frames = asyncio.Queue()
-        rate = getattr(getattr(session, "config", None), "output_sample_rate", None)
-        if isinstance(rate, int):
-            self.output_rate = rate
-        in_rate = getattr(getattr(session, "config", None), "input_sample_rate", None)
-        if isinstance(in_rate, int):
-            self.input_rate = in_rate
+        # The page sends input-rate PCM in its own 20 ms frames: send_audio takes bytes at the input
+        # rate in any chunk size without converting them, and re-frames them to the session's frame_ms.
+        self.output_rate = session.config.output_sample_rate
+        self.input_rate = session.config.input_sample_rate
         tasks = [self._loop.create_task(self._send_frames(), name="live-audio-send")]
         if play:
             tasks.append(self._loop.create_task(self._play_replies(), name="live-audio-play"))
@@ -389,15 +390,7 @@ def percentiles(values: Any) -> dict[str, float | int]:
 def load_audio(
     source: str | Path | bytes | np.ndarray, *, sample_rate: int | None = None, target_rate: int = 16000
 ) -> np.ndarray:
-    """Audio from a WAV path, any file PyAV decodes, encoded bytes (WebM, Ogg...), or an array.
-
-    Returns int16 mono samples at ``target_rate``.
-    """
-    if isinstance(source, np.ndarray):
-        return pcm.to_pcm16_mono(source, sample_rate=sample_rate or target_rate, target_rate=target_rate)
-    if isinstance(source, str | Path) and str(source).lower().endswith(".wav"):
-        samples, rate = pcm.read_wav(source)
-        return pcm.to_pcm16_mono(samples, sample_rate=rate, target_rate=target_rate)
-    from ._decode import decode_audio
-
-    return decode_audio(source, target_rate=target_rate)
+    """:func:`nova_nb.audio.load_audio`, with an array taken to be at ``target_rate`` unless told."""
+    if isinstance(source, np.ndarray) and sample_rate is None:
+        sample_rate = target_rate
+    return pcm.load_audio(source, sample_rate=sample_rate, target_rate=target_rate)

@@ -9,15 +9,10 @@ to that loop. Errors end up in the panel's status line, never as tracebacks in t
 from __future__ import annotations
 
 import html
-import io
 import logging
-import math
 import os
 import threading
-import time
-import wave
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,74 +23,16 @@ from .. import s2s
 from ..protocol import catalog
 from ..s2s import events as ev
 from ..s2s.config import LATENCY_TARGETS
+from ..s2s.talk import say
+from ..s2s.turns import TurnBuilder, TurnRecord
 from ._live import LiveAudio, load_audio
 from ._runner import LoopThread
 
 log = logging.getLogger("nova_nb.widgets")
 
-#: Input frames louder than this count as the user speaking (the emulator's energy threshold): the
-#: last such frame before the model's turn decision is the "end of speech" of per-turn latency.
-VOICED_DBFS = -42.0
 #: Turns whose players stay in the panel; older ones are dropped to keep the page light.
 MAX_TURN_PLAYERS = 20
 START_TIMEOUT_S = 60.0
-
-
-@dataclass
-class TurnRecord:
-    """One assistant reply as the panel saw it. Times are ``time.monotonic()``."""
-
-    content_id: str
-    index: int
-    speech_end_t: float | None = None
-    decision_t: float | None = None
-    first_audio_t: float | None = None
-    heard_t: float | None = None
-    ended_t: float | None = None
-    interrupted: bool = False
-    played_s: float = 0.0
-    audio: list[bytes] = field(default_factory=list, repr=False)
-    sample_rate: int = 24000
-
-    @property
-    def response_s(self) -> float | None:
-        """End of the user's speech → first audio of the reply."""
-        return _diff(self.first_audio_t, self.speech_end_t)
-
-    @property
-    def decision_to_audio_s(self) -> float | None:
-        """The model's turn decision (USER FINAL transcript) → first audio."""
-        return _diff(self.first_audio_t, self.decision_t)
-
-    @property
-    def audio_to_heard_s(self) -> float | None:
-        """First audio in the kernel → it started to sound in the page."""
-        return _diff(self.heard_t, self.first_audio_t)
-
-    @property
-    def duration_s(self) -> float:
-        return sum(len(a) for a in self.audio) / 2 / self.sample_rate
-
-    def heard_audio(self) -> bytes:
-        """The reply as the user heard it: cut where playback stopped if it was interrupted."""
-        pcm = b"".join(self.audio)
-        if self.interrupted and self.played_s > 0:
-            pcm = pcm[: 2 * int(self.played_s * self.sample_rate)]
-        return pcm
-
-    def wav_bytes(self, heard: bool = False) -> bytes:
-        """The reply as a WAV file: all of it, or (``heard=True``) what was played before a barge-in."""
-        buffer = io.BytesIO()
-        with wave.open(buffer, "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(self.sample_rate)
-            out.writeframes(self.heard_audio() if heard else b"".join(self.audio))
-        return buffer.getvalue()
-
-
-def _diff(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else a - b
 
 
 def frontend_attached() -> bool:
@@ -163,9 +100,9 @@ class SessionPanel(w.VBox):
         provider_options: dict[str, Any] | None = None,
     ) -> None:
         names = list(s2s.providers())
-        model = catalog.MODELS[s2s.default_config().model_id]
-        voices = model.voices_for(language)
-        voice = voice or catalog.DEFAULT_VOICE.get(language, voices[0])
+        model_id = s2s.default_config().model_id
+        voices = catalog.MODELS[model_id].voices_for(language)
+        voice = voice or catalog.default_voice(model_id, language)
         self.language = language
         self.context = context or s2s.ConversationContext()
         self.provider_options = dict(provider_options or {})
@@ -207,20 +144,19 @@ class SessionPanel(w.VBox):
         self.add_class("nova-session-panel")
         self._lock = threading.RLock()
         self._runner: LoopThread | None = None
-        self.session: Any = None
+        self.session: s2s.S2SSession | None = None
         self._detach: Callable[[], None] | None = None
         self._removers: list[Callable[[], object]] = []
         self.lines: list[dict[str, Any]] = []
-        self.turns: dict[str, TurnRecord] = {}
+        #: The one turn model, fed the session's events and input frames; ``turns`` is its records.
+        self.turn_model = TurnBuilder()
+        self.turns: dict[str, TurnRecord] = self.turn_model.by_content_id
         self._players: dict[str, tuple[w.HTML, w.Audio]] = {}
         self.errors: list[str] = []
         self.events_seen = 0
         #: Threads that handled Start/Stop clicks (diagnostics: main thread or a subshell).
         self.control_threads: set[str] = set()
         self.interruptions = 0
-        self._last_voiced_t: float | None = None
-        self._pending_speech_end: float | None = None
-        self._pending_decision: float | None = None
         self._state = "ready"
         self.start_button.on_click(lambda _b: self._toggle())
         self.mute_button.observe(self._on_mute, names="value")
@@ -286,7 +222,7 @@ class SessionPanel(w.VBox):
             provider = s2s.new_provider(self.provider_picker.value, **options)
             if not isinstance(provider, s2s.StreamingS2SProvider):
                 raise s2s.ConfigError(f"provider {provider.name!r} cannot stream audio")
-            session: Any = await provider.start_streaming(self.context, voice_id=self.voice_picker.value)
+            session = await provider.start_streaming(self.context, voice_id=self.voice_picker.value)
         except Exception as exc:
             self._error(f"could not start: {exc}")
             raise
@@ -322,7 +258,7 @@ class SessionPanel(w.VBox):
             except Exception as exc:
                 log.debug("stop failed: %s", exc)
 
-    async def _stop(self, session: Any) -> None:
+    async def _stop(self, session: s2s.S2SSession) -> None:
         with self._lock:
             detach, self._detach = self._detach, None
             removers, self._removers = self._removers, []
@@ -351,10 +287,8 @@ class SessionPanel(w.VBox):
 
     # -- what the session says (on the session's loop) ----------------------------------------------
 
-    def _on_input(self, frame: bytes, timestamp: float, _rate: int) -> None:
-        samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)
-        if samples.size and math.sqrt(float(np.mean(samples * samples))) > 32768 * 10 ** (VOICED_DBFS / 20):
-            self._last_voiced_t = timestamp
+    def _on_input(self, frame: bytes, timestamp: float, rate: int) -> None:
+        self.turn_model.input_audio(frame, timestamp, rate)
 
     def _on_event(self, event: ev.Event) -> None:
         try:
@@ -362,54 +296,31 @@ class SessionPanel(w.VBox):
         except Exception:  # the panel must never break the session
             log.exception("panel could not show %s", event.kind)
 
-    def _turn(self, content_id: str) -> TurnRecord:
-        turn = self.turns.get(content_id)
-        if turn is None:
-            rate = getattr(getattr(self.session, "config", None), "output_sample_rate", 24000)
-            turn = TurnRecord(content_id, len(self.turns) + 1, sample_rate=rate)
-            turn.speech_end_t, turn.decision_t = self._pending_speech_end, self._pending_decision
-            self._pending_speech_end = self._pending_decision = None
-            self.turns[content_id] = turn
-        return turn
-
     def _apply(self, event: ev.Event) -> None:
         self.events_seen += 1
+        turn = self.turn_model.feed(event)
         if isinstance(event, ev.Transcript):
             self.lines.append(
                 {"role": event.role, "stage": event.stage, "text": event.text, "content_id": event.content_id}
             )
-            if event.role == "USER" and event.stage in ("FINAL", None):
-                self._pending_decision = event.timestamp
-                self._pending_speech_end = self._last_voiced_t
             self._render_transcript()
         elif isinstance(event, ev.AudioOutput):
-            turn = self._turn(event.content_id)
-            if turn.first_audio_t is None:
-                turn.first_audio_t = event.timestamp
+            if turn is not None and turn.first_audio_t == event.timestamp:
                 self._render_latency()
-            turn.audio.append(event.audio)
         elif isinstance(event, ev.PlaybackReported):
-            heard = self.turns.get(event.content_id)
-            if heard is not None:
-                heard.played_s = max(heard.played_s, event.played_s)
-                if heard.heard_t is None and event.played_s > 0:
-                    heard.heard_t = event.timestamp - event.played_s
-                    self._render_latency()
-                if event.final and heard.interrupted and heard.content_id in self._players:
-                    self._update_player(heard)
+            if turn is not None:
+                if turn.heard_t is not None and turn.heard_t == event.timestamp - event.played_s:
+                    self._render_latency()  # the first report of this reply: it started to sound
+                if event.final and turn.interrupted and turn.content_id in self._players:
+                    self._update_player(turn)
         elif isinstance(event, ev.Interruption):
             self.interruptions += 1
-            if event.content_id and event.content_id in self.turns:
-                self.turns[event.content_id].interrupted = True
             self.lines.append(
                 {"role": "INTERRUPTION", "stage": None, "text": "", "content_id": event.content_id}
             )
             self._render_transcript()
         elif isinstance(event, ev.ContentEnded):
-            if event.type == "AUDIO" and event.role == "ASSISTANT" and event.content_id in self.turns:
-                turn = self.turns[event.content_id]
-                turn.ended_t = event.timestamp
-                turn.interrupted = turn.interrupted or event.stop_reason == "INTERRUPTED"
+            if turn is not None and turn.end_t == event.timestamp:
                 self._add_player(turn)
                 self._render_latency()
         elif isinstance(event, ev.StreamErrorEvent):
@@ -447,7 +358,7 @@ class SessionPanel(w.VBox):
         rows = []
         for turn in self.turns.values():
             rows.append(
-                f'<tr class="nova-turn"><td>{turn.index}</td><td>{_fmt_s(turn.response_s)}</td>'
+                f'<tr class="nova-turn"><td>{turn.index + 1}</td><td>{_fmt_s(turn.response_s)}</td>'
                 f"<td>{_fmt_s(turn.decision_to_audio_s)}</td><td>{_fmt_s(turn.audio_to_heard_s)}</td>"
                 f"<td>{turn.duration_s:.1f} s</td><td>{'■ interrupted' if turn.interrupted else ''}</td></tr>"
             )
@@ -470,11 +381,11 @@ class SessionPanel(w.VBox):
         label, player = self._players[turn.content_id]
         if turn.interrupted and turn.played_s > 0:
             label.value = (
-                f"turn {turn.index} (interrupted after {turn.played_s:.1f} of {turn.duration_s:.1f} s): "
+                f"turn {turn.index + 1} (interrupted after {turn.played_s:.1f} of {turn.duration_s:.1f} s): "
             )
             player.value = turn.wav_bytes(heard=True)
         else:
-            label.value = f"turn {turn.index}{' (interrupted)' if turn.interrupted else ''}: "
+            label.value = f"turn {turn.index + 1}{' (interrupted)' if turn.interrupted else ''}: "
             player.value = turn.wav_bytes()
 
     # -- without a browser -------------------------------------------------------------------------
@@ -502,20 +413,33 @@ class SessionPanel(w.VBox):
             return None
 
     async def _say(self, samples: np.ndarray, timeout: float) -> TurnRecord | None:
-        import asyncio
-
         known = set(self.turns)
-        self.live.feed_file(samples, sample_rate=self.live.input_rate)
-        silence = bytes(2 * self.live.input_rate * self.live.frame_ms // 1000)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.session is not None and not self.session.closed:
+        session = self.session
+        if session is None:
+            return None
+
+        async def deliver(frame: np.ndarray) -> None:
+            # The microphone's path: through LiveAudio's callbacks to the session, as fast as it goes
+            # (the model counts samples, not seconds).
+            self.live.deliver_frame(frame.astype("<i2").tobytes())
+
+        def replied(_quiet_s: float) -> bool:
             new = [t for cid, t in self.turns.items() if cid not in known]
-            if new and new[-1].ended_t is not None:
-                return new[-1]
-            for _ in range(4):  # ~80 ms of audio time per round; the model counts samples, not seconds
-                self.live.deliver_frame(silence)
-            await asyncio.sleep(0.005)
-        return None
+            return bool(new) and new[-1].end_t is not None
+
+        rate = self.live.input_rate
+        await say(
+            session,
+            samples,
+            sample_rate=rate,
+            until=replied,
+            pace=False,
+            frame_s=self.live.frame_ms / 1000,
+            timeout_s=timeout,
+            send=deliver,
+        )
+        new = [t for cid, t in self.turns.items() if cid not in known]
+        return new[-1] if new and new[-1].end_t is not None else None
 
     # -- state, for tests and notebooks --------------------------------------------------------------
 
@@ -542,8 +466,8 @@ class SessionPanel(w.VBox):
                 }
                 for t in list(self.turns.values())
             ],
-            "played_s": dict(getattr(session, "played_s", {}) or {}),
-            "audio_samples_sent": getattr(session, "audio_samples_sent", 0),
+            "played_s": dict(session.played_s) if session is not None else {},
+            "audio_samples_sent": session.audio_samples_sent if session is not None else 0,
             "live": self.live.stats(),
             "control_threads": sorted(self.control_threads),
         }

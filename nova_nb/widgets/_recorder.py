@@ -19,14 +19,17 @@ from typing import Any
 import ipywidgets as w
 import numpy as np
 
+from ..audio import decode_audio
 from ..errors import AudioFormatError
-from ._decode import decode_audio
+from ..s2s.talk import say
 from ._live import load_audio
 
 log = logging.getLogger("nova_nb.widgets")
 
 #: Silence sent after a recording: longer than Nova 2's longest end-of-turn pause (~2 s at LOW).
 TAIL_SILENCE_S = 2.5
+#: Time allowed beyond the audio's own length for sending it (a busy loop, a slow network).
+SEND_MARGIN_S = 10.0
 
 
 class PushToTalk(w.VBox):
@@ -103,17 +106,23 @@ class PushToTalk(w.VBox):
     async def _send_recording(self, samples: np.ndarray) -> None:
         session = self.session
         started = time.monotonic()
+        seconds = samples.size / self.input_rate
         try:
-            await session.send_audio(samples, sample_rate=self.input_rate, pace=True)
-            tail = np.zeros(int(self.tail_silence_s * self.input_rate), dtype=np.int16)
-            await session.send_audio(tail, sample_rate=self.input_rate, pace=True)
+            # No view of the replies here: the silence after the words is a fixed tail.
+            outcome = await say(
+                session,
+                samples,
+                sample_rate=self.input_rate,
+                until=lambda quiet_s: quiet_s >= self.tail_silence_s,
+                timeout_s=seconds + self.tail_silence_s + SEND_MARGIN_S,
+            )
         except Exception as exc:
             self.errors.append(str(exc))
             self.status.value = f'<span style="color:#b00020">could not send: {exc}</span>'
             return
-        self.status.value = (
-            f"sent {samples.size / self.input_rate:.1f} s in {time.monotonic() - started:.1f} s"
-        )
+        if outcome != "done":
+            self.errors.append(f"sending stopped early: {outcome}")
+        self.status.value = f"sent {seconds:.1f} s in {time.monotonic() - started:.1f} s"
 
     def send_file(
         self, source: str | Path | np.ndarray, *, sample_rate: int | None = None

@@ -15,6 +15,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any
 
+from ..errors import StateError
+
 
 class LoopThread:
     """A daemon thread running one event loop until :meth:`stop`."""
@@ -45,7 +47,10 @@ class LoopThread:
         Never call this from the loop's own thread (it would wait for itself).
         """
         if threading.current_thread() is self._thread:
-            raise RuntimeError("LoopThread.run called from its own loop")
+            raise StateError(
+                "LoopThread.run was called from its own loop thread, where it would wait for itself; "
+                "await the coroutine there instead"
+            )
         future = self.submit(coro)
         try:
             return future.result(timeout)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from nova_nb.audio import WavWriter, read_wav, write_wav
-from nova_nb.errors import AudioFormatError
+from nova_nb.errors import AudioFormatError, StateError
 
 
 def make_wav(path: Path, tag: int, bits: int, channels: int, rate: int, payload: bytes) -> None:
@@ -134,7 +134,7 @@ def test_write_rejects_bad_input(tmp_path: Path) -> None:
     w = WavWriter(tmp_path / "closed.wav", 16000)
     w.close()
     w.close()  # idempotent
-    with pytest.raises(ValueError, match="closed"):
+    with pytest.raises(StateError, match="closed"):
         w.write(np.zeros(3, np.int16))
 
 

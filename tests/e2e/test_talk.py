@@ -24,7 +24,8 @@ async def test_talk_from_a_wav_file_real_time(tmp_path: object) -> None:
     # Paced like a microphone: the turn ends after the 1.5 s pause of latency_target="low".
     assert turn.end_of_speech_to_first_audio_s is not None and 1.4 < turn.end_of_speech_to_first_audio_s < 3.0
     assert turn.decision_to_first_audio_s is not None and 0 <= turn.decision_to_first_audio_s < 0.5
-    assert result.reply_audio.size == len(turn.audio) // 2
+    assert result.reply_audio.size == turn.reply_audio.size == len(b"".join(turn.audio)) // 2
+    assert turn.speech_end_source == "input_energy"
 
 
 async def test_talk_two_questions_fast() -> None:

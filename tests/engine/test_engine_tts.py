@@ -22,6 +22,7 @@ from nova_nb.emulator.engine import (
     split_sentences,
 )
 from nova_nb.errors import ConfigError
+from nova_nb.protocol import catalog
 
 SENTENCE = "What is the weather like in Seattle today?"
 NOVA2_VOICES = {
@@ -79,6 +80,20 @@ def test_voice_table_covers_nova_and_is_distinct(tts: EspeakSynthesizer) -> None
     assert len(seen) == len(NOVA_VOICES), "two voices would sound the same"
     assert set(NOVA_VOICES["matthew"].locales) == NOVA_LOCALES  # polyglot
     assert NOVA_VOICES["kiara"].locales == ("en-IN", "hi-IN")
+
+
+def test_every_catalog_voice_has_a_rendering_and_the_catalog_facts() -> None:
+    """Ids, genders and locales come from the catalog; tts adds only how espeak-ng renders each voice."""
+    assert set(NOVA_VOICES) == set(catalog.ALL_VOICES), "a catalog voice has no espeak-ng rendering"
+    for voice_id, voice in catalog.ALL_VOICES.items():
+        profile = NOVA_VOICES[voice_id]
+        assert profile.gender == {"feminine": "female", "masculine": "male"}[voice.gender]
+        if voice.polyglot:
+            assert set(profile.locales) == set(ESPEAK_LANGUAGES)
+        else:
+            assert profile.locales == voice.locales
+    for model in catalog.MODELS.values():
+        assert set(model.voices) <= set(NOVA_VOICES), model.id
 
 
 def test_synthesizer_satisfies_protocol(tts: EspeakSynthesizer) -> None:
@@ -175,7 +190,7 @@ def test_voice_and_language_are_case_insensitive(tts: EspeakSynthesizer) -> None
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"voice_id": "Brian"}, r"unknown voice_id 'Brian'; valid voice ids: 'matthew', 'tiffany'"),
+        ({"voice_id": "Brian"}, r"unknown voice_id 'Brian'; valid voice ids: 'tiffany', 'matthew'"),
         ({"voice_id": None}, r"unknown voice_id None"),
         ({"language": "en-ZA"}, r"unknown language 'en-ZA'; valid languages: 'en-US', 'en-GB'"),
         ({"language": 5}, r"locale string such as 'en-US'; got int"),

@@ -1,4 +1,4 @@
-"""nova_nb.emulator.engine.vad: Silero and the energy fallback on synthesized speech, silence and noise."""
+"""nova_nb.emulator.engine.vad: Silero on synthesized speech, silence and noise."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from nova_nb.audio import pcm16_to_bytes
-from nova_nb.emulator.engine import EnergyVad, SileroVad, VoiceActivityDetector, create_vad, make_utterance
-from nova_nb.errors import AudioFormatError, ConfigError
+from nova_nb.emulator.engine import SileroVad, VoiceActivityDetector, make_utterance
+from nova_nb.errors import AudioFormatError
 
 LEAD_S, TAIL_S = 0.5, 1.5
 
@@ -23,7 +23,7 @@ def speech_windows(probs: list[float], threshold: float = 0.5) -> np.ndarray:
     return np.flatnonzero(np.asarray(probs) >= threshold)
 
 
-@pytest.mark.parametrize("vad_type", [SileroVad, EnergyVad])
+@pytest.mark.parametrize("vad_type", [SileroVad])
 def test_finds_speech_where_it_is(vad_type: type, utterance: np.ndarray) -> None:
     vad = vad_type()
     assert isinstance(vad, VoiceActivityDetector)
@@ -47,7 +47,7 @@ def test_finds_speech_where_it_is(vad_type: type, utterance: np.ndarray) -> None
     assert np.mean(np.asarray(probs[first:last]) >= 0.5) > 0.8
 
 
-@pytest.mark.parametrize("vad_type", [SileroVad, EnergyVad])
+@pytest.mark.parametrize("vad_type", [SileroVad])
 def test_silence_is_not_speech(vad_type: type) -> None:
     vad = vad_type()
     assert max(vad.process(np.zeros(3 * 16000, np.int16))) < 0.1
@@ -69,7 +69,7 @@ def test_silero_finds_speech_in_noise() -> None:
     assert len(speech_windows(probs)) > 20
 
 
-@pytest.mark.parametrize("vad_type", [SileroVad, EnergyVad])
+@pytest.mark.parametrize("vad_type", [SileroVad])
 def test_streaming_in_odd_chunks_equals_one_call(vad_type: type, utterance: np.ndarray) -> None:
     whole = vad_type().process(utterance)
     vad = vad_type()
@@ -93,22 +93,9 @@ def test_reset_restores_a_fresh_state(utterance: np.ndarray) -> None:
     assert vad.process(utterance[:20000]) == pytest.approx(first, abs=1e-6)
 
 
-def test_create_vad() -> None:
-    assert isinstance(create_vad(), SileroVad)
-    assert isinstance(create_vad("energy"), EnergyVad)
-    with pytest.raises(
-        ConfigError, match=r"unknown VAD kind 'webrtc'; valid kinds: 'auto', 'silero' or 'energy'"
-    ):
-        create_vad("webrtc")  # type: ignore[arg-type]
-
-
 def test_bad_input_is_rejected() -> None:
     vad = SileroVad()
     with pytest.raises(AudioFormatError, match="dtype int16"):
         vad.process(np.zeros(512, np.float32))  # type: ignore[arg-type]
     with pytest.raises(AudioFormatError, match="even length"):
         vad.process(b"\x00" * 3)
-    with pytest.raises(ConfigError, match="width_db must be > 0"):
-        EnergyVad(width_db=0)
-    with pytest.raises(ConfigError, match="threshold_dbfs must be <= 0 dBFS"):
-        EnergyVad(threshold_dbfs=10)

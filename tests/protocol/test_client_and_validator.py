@@ -335,6 +335,8 @@ def test_double_encoded_tool_use_and_unknown_events() -> None:
     args = {"city": "Paris"}
     events = receive_all(
         [
+            out("completionStart"),
+            out("contentStart", contentId="t", type="TOOL", role="TOOL"),
             out(
                 "toolUse",
                 contentId="t",
@@ -345,6 +347,6 @@ def test_double_encoded_tool_use_and_unknown_events() -> None:
             out("brandNewEvent", something=1),
         ]
     )
-    tool, unknown = events
+    _, tool, unknown = events  # CompletionStarted, ToolUse, UnknownEvent: no ProtocolViolation
     assert isinstance(tool, ev.ToolUse) and tool.arguments == args and tool.tool_use_id == "tu-9"
     assert isinstance(unknown, ev.UnknownEvent) and unknown.name == "brandNewEvent"

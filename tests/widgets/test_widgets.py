@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from nova_nb import audio
+from nova_nb import audio, s2s
 from nova_nb.errors import AudioFormatError
 from nova_nb.s2s import events as ev
 from nova_nb.s2s.types import AudioOutputChunk
@@ -31,6 +31,7 @@ class FakeSession:
     """What LiveAudio uses of a session, recording calls and the thread they ran on."""
 
     def __init__(self) -> None:
+        self.config = s2s.default_config()
         self.frames: list[bytes] = []
         self.reports: list[tuple[str, float, bool]] = []
         self.threads: set[str] = set()

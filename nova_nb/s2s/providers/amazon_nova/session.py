@@ -23,24 +23,18 @@ the sans-I/O :class:`~.client.NovaClientProtocol`; this module only moves bytes 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import inspect
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from .... import audio as pcm
 from ....errors import ConfigError, ProtocolError, SessionClosedError, StreamError
-from ....protocol import wire
 from ... import events as ev
 from ...config import Config
 from ...session import S2SSession
-from ...types import AudioOutputChunk, ConversationContext, HistoryMessage, Tool
-from .client import NovaClientProtocol, shape_history
+from ...types import ConversationContext, HistoryMessage, Tool
+from .client import NovaClientProtocol, shape_history, tool_specs
 from .transport import pin_credentials, resolve_identity, stream_error_from
 
 if TYPE_CHECKING:
@@ -51,8 +45,6 @@ log = logging.getLogger("nova_nb.session")
 #: Input events waiting for the sender before send_audio() waits (backpressure). At 32 ms frames this
 #: is ~4 s of audio: enough to ride out a slow moment, small enough that a dead stream is noticed.
 SEND_QUEUE_HIGH_WATER = 128
-#: Events kept for a consumer of events() that reads slowly; older ones are dropped and counted.
-EVENT_BUFFER_MAX = 20_000
 #: How long a tool handler may run before the session answers the model with an error result.
 TOOL_TIMEOUT_S = 60.0
 #: Backoff before reconnect attempt n (seconds); the last value repeats.
@@ -67,37 +59,6 @@ RETIRE_MAX_S = 30.0
 HISTORY_KEEP_BYTES = 40 * 1024
 
 _CLOSE = object()  # sentinel that stops a sender
-
-
-class _Channel[T]:
-    """A single-consumer queue for one event loop, that can be ended and inspected."""
-
-    def __init__(self, maxlen: int | None = None) -> None:
-        self.items: deque[T] = deque(maxlen=maxlen)
-        self._wakeup = asyncio.Event()
-        self.ended = False
-        self.dropped = 0
-
-    def put(self, item: T) -> None:
-        if self.ended:
-            return
-        if self.items.maxlen is not None and len(self.items) == self.items.maxlen:
-            self.dropped += 1
-        self.items.append(item)
-        self._wakeup.set()
-
-    def end(self) -> None:
-        self.ended = True
-        self._wakeup.set()
-
-    async def get(self) -> T | None:
-        """Next item, or None once ended and drained."""
-        while not self.items:
-            if self.ended:
-                return None
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        return self.items.popleft()
 
 
 async def _wait(awaitable: Any, timeout: float, *, cancel_on_timeout: bool = False) -> bool:
@@ -297,8 +258,8 @@ class _Stream:
         if self.error is None and self.sender is not None and not self.ended.is_set():
             for item in flush:
                 self.outbox.put_nowait(item)
-            for event in self.protocol.closing_events():
-                self.outbox.put_nowait(wire.encode(event))
+            for payload in self.protocol.closing_payloads():
+                self.outbox.put_nowait(payload)
         self.outbox.put_nowait(_CLOSE)
         if self.sender is not None:
             await _wait(self.sender, deadline - time.monotonic())
@@ -322,7 +283,12 @@ class _Stream:
 
 
 class NovaSession(S2SSession):
-    """A session of the ``amazon_nova`` provider. Made by ``provider.start_streaming``."""
+    """A session of the ``amazon_nova`` provider. Made by ``provider.start_streaming``.
+
+    The input and output pipelines are :class:`~nova_nb.s2s.session.S2SSession`'s; this class adds the
+    streams: it sends each frame on the current stream (or holds it during a reconnect), renews
+    streams, keeps the history, runs tool handlers and turns Nova's events into the pipeline's calls.
+    """
 
     def __init__(
         self,
@@ -334,52 +300,28 @@ class NovaSession(S2SSession):
         voice_id: str,
         enable_streaming: bool = True,
     ) -> None:
-        self.config = config
+        super().__init__(config, voice_id=voice_id, enable_streaming=enable_streaming)
         self.context = context
-        self.voice_id = voice_id
-        self.enable_streaming = enable_streaming
         self._client = client
         self._credentials = credentials
         self._tools: dict[str, Tool] = {t.name: t for t in context.tools}
-        self._tool_specs = [wire.ToolSpec(t.name, t.description, t.input_schema) for t in context.tools]
+        self._tool_specs = tool_specs(context.tools)
         self.protocol = self._new_protocol()
         self._stream: _Stream | None = None
         self.streams: list[_Stream] = []
         self._renewal: asyncio.Task[None] | None = None
         self._failures_in_a_row = 0
-        self._audio: _Channel[AudioOutputChunk] = _Channel()
-        self._audio_buffered = 0  # bytes of output audio in the channel
-        self._events: _Channel[ev.Event] = _Channel(maxlen=EVENT_BUFFER_MAX)
-        self._event_readers = 0
-        self._listeners: list[Callable[[ev.Event], None]] = []
-        self._input_listeners: list[Callable[[bytes, float, int], None]] = []
-        #: Seconds of each reply (by content id) that a player reported as heard.
-        self.played_s: dict[str, float] = {}
-        self._reframer = pcm.Reframer(config.input_frame_samples)
-        self._interrupted_content: set[str] = set()
-        self._turn_audio: dict[str, list[bytes]] = {}  # enable_streaming=False: audio kept per turn
         self._background: set[asyncio.Task[Any]] = set()
-        self._closing = False
-        self._closed = asyncio.Event()
-        self._failure: StreamError | None = None
-        self._pace_origin: float | None = None
         # What a new stream needs to carry the conversation on.
         self.history: list[HistoryMessage] = list(context.history_messages())
         self._history_bytes = sum(len(m.text.encode()) for m in self.history)
         frame_s = config.frame_ms / 1000
         self._recent: deque[bytes] = deque(maxlen=max(int(config.replay_s / frame_s), 0) or 1)
         self._held: deque[bytes] = deque(maxlen=int(HOLD_MAX_S / frame_s))
-        self._paused = False
-        self._keepalive: asyncio.Task[None] | None = None
-        # Counters, for tests, benchmarks and the notebooks.
-        self.audio_events_sent = 0
-        self.audio_samples_sent = 0  # unique user samples (replays not counted again)
+        # Counters of the streams, beside the pipeline's (S2SSession).
         self.replayed_samples = 0
-        self.muted_samples = 0
         self.events_sent = 0
-        self.dropped_output_bytes = 0
         self.renewals = 0
-        self.last_audio_sent_at: float | None = None
 
     def _new_protocol(self) -> NovaClientProtocol:
         c = self.config
@@ -401,7 +343,7 @@ class NovaSession(S2SSession):
         """Open the first stream. Errors here are raised to the caller of start_streaming()."""
         # Build (and so validate) the setup events before opening anything: a bad history must not
         # leave an open stream behind.
-        setup = [wire.encode(e) for e in self.protocol.setup_events(self.context.system_prompt, self.history)]
+        setup = self.protocol.setup_payloads(self.context.system_prompt, self.history)
         stream = _Stream(self, self.protocol, 0)
         await stream.open(
             self._client, self.config.model_id, setup, self.config.open_timeout_s, self._credentials
@@ -455,7 +397,7 @@ class NovaSession(S2SSession):
             protocol = self._new_protocol()
             # The last USER message's audio is being replayed: do not also give it as history.
             history = shape_history(self.history, drop_last_user=bool(self._recent))
-            setup = [wire.encode(e) for e in protocol.setup_events(self.context.system_prompt, history)]
+            setup = protocol.setup_payloads(self.context.system_prompt, history)
             stream = _Stream(self, protocol, len(self.streams))
             try:
                 await stream.open(
@@ -517,14 +459,7 @@ class NovaSession(S2SSession):
             # A reply this stream was still speaking will never finish: end its turn for the player,
             # as an interruption (a new stream does not continue a reply; the user asks again).
             stream.speaking.discard(content_id)
-            if content_id in self._interrupted_content:
-                continue
-            self._interrupted_content.add(content_id)
-            self._audio.put(
-                AudioOutputChunk(
-                    b"", now, True, None, self.config.output_sample_rate, content_id, interrupted=True
-                )
-            )
+            self._abandon_turn(content_id, now)
         if stream is not self._stream or self._closing:
             return  # a retired stream, or the session is closing anyway
         if error is None:
@@ -539,46 +474,10 @@ class NovaSession(S2SSession):
 
     # -- output ------------------------------------------------------------------------------------
 
-    def _publish(self, event: ev.Event) -> None:
-        # Audio events carry PCM: buffer them for events() only while someone iterates it (the audio
-        # itself is in receive_audio()); otherwise an unread events() would hold up to
-        # EVENT_BUFFER_MAX chunks of audio. Listeners always get them.
-        if self._event_readers or not isinstance(event, ev.AudioOutput):
-            self._events.put(event)
-        for listener in tuple(self._listeners):
-            try:
-                listener(event)
-            except Exception:  # a broken listener must not break the session
-                log.exception("session event listener failed")
-
-    def _put_audio(self, chunk: AudioOutputChunk) -> None:
-        """Queue output audio for receive_audio(), keeping at most ``output_buffer_s`` of it."""
-        self._audio.put(chunk)
-        self._audio_buffered += len(chunk.audio)
-        limit = int(self.config.output_buffer_s * self.config.output_sample_rate * 2)
-        if self._audio_buffered <= limit:
-            return
-        dropped = 0
-        items = self._audio.items
-        while self._audio_buffered > limit and len(items) > 1:
-            oldest = items.popleft()
-            self._audio_buffered -= len(oldest.audio)
-            dropped += len(oldest.audio)
-        self.dropped_output_bytes += dropped
-        self._publish(
-            ev.AudioDropped(
-                timestamp=time.monotonic(),
-                dropped_bytes=dropped,
-                buffered_s=self._audio_buffered / 2 / self.config.output_sample_rate,
-            )
-        )
-
     def _dispatch(self, stream: _Stream, event: ev.Event) -> None:
+        """Route one event from a stream's reader into the output pipeline (S2SSession)."""
         if isinstance(event, ev.AudioOutput):
-            if event.content_id in self._interrupted_content:
-                self.dropped_output_bytes += len(event.audio)
-                return  # audio of a response already interrupted: never hand it out
-            if event.content_id not in stream.speaking:
+            if self._output_audio(event) and event.content_id not in stream.speaking:
                 stream.speaking.add(event.content_id)
                 # §9: continue on a new stream when the assistant next starts speaking.
                 if (
@@ -587,22 +486,9 @@ class NovaSession(S2SSession):
                     and stream.age_s >= self.config.continuation_after_s
                 ):
                     self._start_renewal("continuation")
-            self._publish(event)
-            if self.enable_streaming:
-                self._put_audio(
-                    AudioOutputChunk(
-                        audio=event.audio,
-                        timestamp=event.timestamp,
-                        sample_rate=event.sample_rate,
-                        content_id=event.content_id,
-                    )
-                )
-            else:
-                self._turn_audio.setdefault(event.content_id, []).append(event.audio)
             return
         if isinstance(event, ev.Interruption):
-            event = dataclasses.replace(event, dropped_bytes=self._drop_pending_audio(event))
-            self._publish(event)
+            self._interrupt(event)
             return
         if isinstance(event, ev.StreamErrorEvent) and self._stream is not None and stream is not self._stream:
             return
@@ -617,45 +503,10 @@ class NovaSession(S2SSession):
         self._publish(event)
         if isinstance(event, ev.ContentEnded) and event.type == "AUDIO" and event.role == "ASSISTANT":
             stream.speaking.discard(event.content_id)
-            if event.stop_reason != "PARTIAL_TURN" and event.content_id not in self._interrupted_content:
+            if event.stop_reason != "PARTIAL_TURN":  # a PARTIAL_TURN block is followed by more of the turn
                 self._end_turn_audio(event.content_id, event.timestamp)
         elif isinstance(event, ev.ToolUse):
             self._handle_tool_use(event)
-
-    def _end_turn_audio(self, content_id: str, now: float) -> None:
-        """Mark the last chunk of a turn ``is_final``, or add an empty final chunk if it is gone."""
-        rate = self.config.output_sample_rate
-        if not self.enable_streaming:
-            audio = b"".join(self._turn_audio.pop(content_id, []))
-            self._put_audio(AudioOutputChunk(audio, now, True, None, rate, content_id))
-            return
-        items = self._audio.items
-        if items and items[-1].content_id == content_id and not items[-1].is_final:
-            items[-1] = dataclasses.replace(items[-1], is_final=True)
-        else:
-            self._audio.put(AudioOutputChunk(b"", now, True, None, rate, content_id))
-
-    def _drop_pending_audio(self, event: ev.Interruption) -> int:
-        """Barge-in: drop every chunk not yet handed out, then end the turn with an empty final chunk."""
-        dropped = sum(len(c.audio) for c in self._audio.items)
-        self._audio.items.clear()
-        self._audio_buffered = 0
-        if event.content_id:
-            self._interrupted_content.add(event.content_id)
-            dropped += sum(len(a) for a in self._turn_audio.pop(event.content_id, []))
-        self.dropped_output_bytes += dropped
-        self._audio.put(
-            AudioOutputChunk(
-                b"",
-                event.timestamp,
-                True,
-                None,
-                self.config.output_sample_rate,
-                event.content_id,
-                interrupted=True,
-            )
-        )
-        return dropped
 
     def _handle_tool_use(self, event: ev.ToolUse) -> None:
         tool = self._tools.get(event.tool_name)
@@ -689,97 +540,18 @@ class NovaSession(S2SSession):
         if not self._closing and self._failure is None:
             await self.send_tool_result(event.tool_use_id, result)
 
-    # -- failure and end -------------------------------------------------------------------------
+    # -- failure -----------------------------------------------------------------------------------
 
     def _fail(self, error: StreamError) -> None:
-        if self._failure is not None or self._closed.is_set():
-            return
-        self._failure = error
-        now = time.monotonic()
-        log.info("session failed: %s", error)
-        self._publish(
-            ev.StreamErrorEvent(
-                timestamp=now, code=error.code, message=str(error.args[0]), recoverable=error.recoverable
-            )
-        )
-        self._audio.put(AudioOutputChunk(b"", now, True, error, self.config.output_sample_rate))
+        super()._fail(error)
         for stream in self.streams:
-            stream.drained.set()
-        self._finish("error")
+            stream.drained.set()  # wake a send waiting on backpressure: it sees the failure
 
-    def _finish(self, reason: str) -> None:
-        if self._closed.is_set():
-            return
-        self._publish(ev.SessionClosed(timestamp=time.monotonic(), reason=reason))
-        self._audio.end()
-        self._events.end()
-        self._closed.set()
-
-    # -- public API --------------------------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set() or self._closing
-
-    @property
-    def error(self) -> StreamError | None:
-        """The failure that ended the session, if any."""
-        return self._failure
+    # -- input ---------------------------------------------------------------------------------------
 
     @property
     def prompt_name(self) -> str:
         return self.protocol.prompt_name
-
-    @property
-    def paused(self) -> bool:
-        return self._paused
-
-    def add_listener(self, callback: Callable[[ev.Event], None]) -> Callable[[], None]:
-        """Call ``callback(event)`` for every event, on the session's loop; returns a remover.
-
-        For recorders and widgets that must see everything without competing for ``events()``.
-        Keep callbacks cheap: they run inside the reader.
-        """
-        self._listeners.append(callback)
-        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
-
-    def add_input_listener(self, callback: Callable[[bytes, float, int], None]) -> Callable[[], None]:
-        """Call ``callback(frame, timestamp, sample_rate)`` for every input frame as it is queued.
-
-        ``frame`` is the 16-bit mono PCM actually sent (after resampling and re-framing) and
-        ``timestamp`` the ``time.monotonic()`` at which it was queued: with ``add_listener`` this puts
-        both audio streams and every event on one clock (what session recordings need).
-        """
-        self._input_listeners.append(callback)
-        return lambda: self._input_listeners.remove(callback) if callback in self._input_listeners else None
-
-    def report_playback(
-        self, content_id: str, played_s: float, *, final: bool = False, at: float | None = None
-    ) -> None:
-        """Tell the session how much of reply ``content_id`` a player has played (seconds).
-
-        Players (the browser widget, a local speaker) call this as they go; the session keeps the
-        latest figure per reply in ``played_s`` and emits a PlaybackReported event.
-        """
-        if not isinstance(content_id, str) or not content_id:
-            raise ConfigError("content_id must be the content_id of an AudioOutputChunk")
-        if not isinstance(played_s, int | float) or played_s < 0 or played_s != played_s:
-            raise ConfigError(f"played_s must be a number of seconds >= 0, got {played_s!r}")
-        self.played_s[content_id] = float(played_s)
-        self._publish(
-            ev.PlaybackReported(
-                timestamp=time.monotonic() if at is None else at,
-                content_id=content_id,
-                played_s=float(played_s),
-                final=final,
-            )
-        )
-
-    def _check_usable(self) -> None:
-        if self._failure is not None:
-            raise SessionClosedError(f"the session failed and can no longer send: {self._failure}")
-        if self._closing or self._closed.is_set():
-            raise SessionClosedError("the session is closed")
 
     async def _enqueue(self, item: bytes) -> None:
         """Queue an event on the current stream, waiting (bounded) if it is backed up."""
@@ -800,57 +572,7 @@ class NovaSession(S2SSession):
         if self._failure is not None:
             raise SessionClosedError(f"the session failed: {self._failure}")
 
-    async def send_audio(
-        self,
-        audio: bytes | bytearray | memoryview | np.ndarray,
-        *,
-        sample_rate: int | None = None,
-        pace: bool = False,
-    ) -> None:
-        """Send user audio. Bytes: 16-bit LE mono PCM at the input rate (or ``sample_rate``).
-        Arrays: int16 or float32, mono ``(n,)`` or multichannel ``(n, channels)``, at ``sample_rate``
-        (default: the input rate). Resampled and re-framed to ``frame_ms`` frames; a partial frame
-        waits for more audio (or :meth:`flush_audio`). ``pace=True`` sends no faster than real time.
-        While :meth:`pause` is in effect the audio is replaced by silence (the microphone is muted).
-
-        Raises AudioFormatError (a ValueError) for unusable input; the session keeps running.
-        """
-        self._check_usable()
-        rate = self.config.input_sample_rate
-        if (
-            type(audio) is bytes
-            and len(audio) == 2 * self.config.input_frame_samples
-            and sample_rate in (None, rate)
-            and not self._reframer.pending
-            and not self._paused
-        ):
-            # The hot path of a microphone: exactly one frame of PCM at the input rate.
-            await self._send_frame(audio, pace)
-            return
-        samples = pcm.to_pcm16_mono(audio, sample_rate=sample_rate, target_rate=rate, input_rate_default=rate)
-        if self._paused:
-            self.muted_samples += samples.size
-            return  # the keep-alive task is sending silence in its place
-        for frame in self._reframer.push(samples):
-            await self._send_frame(frame, pace)
-
-    async def flush_audio(self) -> None:
-        """Send the partial frame held back by re-framing, padded with silence."""
-        self._check_usable()
-        for frame in self._reframer.flush(pad=True):
-            await self._send_frame(frame, False)
-
-    async def _send_frame(self, frame: bytes, pace: bool) -> None:
-        rate = self.config.input_sample_rate
-        if pace:
-            now = time.monotonic()
-            if self._pace_origin is None or self._pace_origin + self.audio_samples_sent / rate < now - 0.5:
-                # (Re)start the audio clock; after a long pause, do not burst to catch up.
-                self._pace_origin = now - self.audio_samples_sent / rate
-            due = self._pace_origin + self.audio_samples_sent / rate
-            if due > now:
-                await asyncio.sleep(due - now)
-        self._check_usable()
+    async def _send_frame_to_service(self, frame: bytes) -> None:
         self._recent.append(frame)
         stream = self._stream
         if stream is None or stream.ended.is_set():
@@ -859,72 +581,23 @@ class NovaSession(S2SSession):
         else:
             await self._enqueue(stream.protocol.audio_event(frame))
             stream.audio_samples += len(frame) // 2
-        now = time.monotonic()
-        for listener in tuple(self._input_listeners):
-            try:
-                listener(frame, now, rate)
-            except Exception:
-                log.exception("input listener failed")
-        self.audio_events_sent += 1
-        self.audio_samples_sent += len(frame) // 2
-        self.last_audio_sent_at = now
-
-    def pause(self) -> None:
-        """Mute: send silence instead of the microphone, at real-time pace, so the service's input
-        timeout does not end the session. Audio given to send_audio() meanwhile is discarded."""
-        self._check_usable()
-        if self._paused:
-            return
-        self._paused = True
-        self._keepalive = asyncio.create_task(self._keep_alive(), name="nova-keepalive")
-
-    def resume(self) -> None:
-        """Unmute: send_audio() reaches the model again."""
-        self._paused = False
-        if self._keepalive is not None:
-            self._keepalive.cancel()  # it only sleeps or queues; never inside the SDK's send()
-            self._keepalive = None
-
-    async def _keep_alive(self) -> None:
-        silence = bytes(self.config.input_frame_samples * 2)
-        frame_s = self.config.frame_ms / 1000
-        while self._paused and not self.closed:
-            await self._send_frame(silence, pace=True)
-            await asyncio.sleep(frame_s / 4)
 
     async def send_text(self, text: str) -> None:
         """Cross-modal text (Nova 2): typed input the model answers as if it had been spoken."""
         self._check_usable()
-        for event in self.protocol.text_events(text):
-            await self._enqueue(wire.encode(event))
+        for payload in self.protocol.text_payloads(text):
+            await self._enqueue(payload)
 
     async def send_tool_result(self, tool_use_id: str, result: Any) -> None:
         """Answer a ``toolUse``: ``result`` is sent as a JSON object (see wire.tool_result_content)."""
         self._check_usable()
         if not isinstance(tool_use_id, str) or not tool_use_id:
             raise ConfigError("tool_use_id must be the non-empty toolUseId of a ToolUse event")
-        for event in self.protocol.tool_result_events(tool_use_id, result):
-            await self._enqueue(wire.encode(event))
+        for payload in self.protocol.tool_result_payloads(tool_use_id, result):
+            await self._enqueue(payload)
         self._publish(ev.ToolResultSent(timestamp=time.monotonic(), tool_use_id=tool_use_id, result=result))
 
-    async def receive_audio(self) -> AsyncIterator[AudioOutputChunk]:
-        """The model's speech: chunks as they arrive; ends when the session ends."""
-        while (chunk := await self._audio.get()) is not None:
-            self._audio_buffered = max(self._audio_buffered - len(chunk.audio), 0)
-            yield chunk
-
-    async def events(self) -> AsyncIterator[ev.Event]:
-        """Every typed event since the session opened; ends with SessionClosed.
-
-        AudioOutput events are included from the moment an iteration is running (their audio is also
-        in receive_audio()); every other event is kept from the start.
-        """
-        self._event_readers += 1
-        try:
-            while (event := await self._events.get()) is not None:
-                yield event
-        finally:
-            self._event_readers -= 1
+    # -- the end -------------------------------------------------------------------------------------
 
     async def close(self) -> None:
         """Send the closing sequence and end the stream(s), within ``config.close_timeout_s``."""
@@ -934,15 +607,13 @@ class NovaSession(S2SSession):
         # Also after a failure (the session is already "closed" then): the streams' tasks must still
         # be stopped, or the sender and the SDK's request-body task are left pending for ever.
         self._closing = True
-        self._paused = False
-        if self._keepalive is not None:
-            self._keepalive.cancel()
+        pending = self._stop_input()
         deadline = time.monotonic() + self.config.close_timeout_s
         if self._renewal is not None and not self._renewal.done():
             self._renewal.cancel()
         flush: list[bytes] = []
         if self._stream is not None and self._failure is None:
-            flush = [self._stream.protocol.audio_event(f) for f in self._reframer.flush(pad=True)]
+            flush = [self._stream.protocol.audio_event(f) for f in pending]
         closers = [
             s.close(max(deadline - time.monotonic(), 0), flush=flush if s is self._stream else [])
             for s in self.streams
