@@ -1,4 +1,14 @@
-"""The SDK's CRT HTTP client, made to trust one extra CA file; and a quick TLS trust check.
+"""The SDK's CRT HTTP client, made to own its streams' body writers and to trust one extra CA file;
+and a quick TLS trust check.
+
+For every HTTP/2 request awscrt starts a task that copies the request body (our input events) into the
+stream, and nobody awaits it. When the stream ends first (a reset, a dropped connection, or the service
+closing after an error), that task either fails with ``2080 AWS_ERROR_HTTP_STREAM_HAS_COMPLETED`` or waits
+for ever for the next event, and asyncio later prints "Task exception was never retrieved" or "Task was
+destroyed but it is pending" with a traceback the user cannot act on. :class:`NovaCRTHTTPClient` owns
+that task: when the stream completes it stops a writer that is still waiting, and it retrieves the
+writer's outcome (logged at debug level), so a condition the session already handles never surfaces
+as a traceback.
 
 The SDK's ``AWSCRTHTTPClient`` builds its TLS context from the system trust store and
 ``AWSCRTHTTPClientConfig`` has no CA option (docs/PROTOCOL.md §10). To reach the local emulator, whose
@@ -12,7 +22,9 @@ milliseconds with Python's ``ssl`` and says what is wrong.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import copy
+import logging
 import socket
 import ssl
 from pathlib import Path
@@ -20,7 +32,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from awscrt.io import ClientTlsContext, TlsContextOptions
-from smithy_http.aio.crt import AWSCRTHTTPClient, AWSCRTHTTPClientConfig
+from smithy_http.aio.crt import AWSCRTHTTPClient, AWSCRTHTTPClientConfig, AWSCRTHTTPResponse
 
 from nova_nb.errors import NovaNbError
 
@@ -32,7 +44,52 @@ class TlsTrustError(NovaNbError, ConnectionError):
     """The endpoint cannot be reached, or its certificate is not trusted by the given CA."""
 
 
-class TrustingCRTHTTPClient(AWSCRTHTTPClient):
+log = logging.getLogger("nova_nb.transport")
+
+
+def _retrieve_writer_outcome(task: asyncio.Task[Any]) -> None:
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None:
+        # Expected after the stream ended before its input did; the session reports the end itself.
+        log.debug("request body writer ended after its stream: %r", error)
+
+
+def own_body_writer(crt_stream: Any) -> None:
+    """Retrieve the outcome of ``crt_stream``'s body-writer task, and stop it once the stream is over.
+
+    Uses two private attributes of awscrt's ``AIOHttp2ClientStream`` (``_writer``, ``_loop``) and its
+    ``_completion_future``; if a future awscrt renames them this does nothing, which is how it was before.
+    """
+    writer = getattr(crt_stream, "_writer", None)
+    loop = getattr(crt_stream, "_loop", None)
+    completion = getattr(crt_stream, "_completion_future", None)
+    if not isinstance(writer, asyncio.Task) or loop is None:
+        return
+    writer.add_done_callback(_retrieve_writer_outcome)
+
+    def stop_waiting_writer() -> None:
+        # The stream is closed both ways: there is nothing left to write, and a writer still waiting
+        # for the next input event would wait for ever. Cancelling runs its `finally`, whose end-of-
+        # stream write fails (2080) and is retrieved above.
+        if not writer.done():
+            writer.cancel()
+
+    if isinstance(completion, concurrent.futures.Future):
+        # Completed from CRT's own thread: hop to the stream's loop.
+        completion.add_done_callback(lambda _: loop.call_soon_threadsafe(stop_waiting_writer))
+
+
+class NovaCRTHTTPClient(AWSCRTHTTPClient):
+    """``AWSCRTHTTPClient`` whose streams' body writers are owned (see :func:`own_body_writer`)."""
+
+    async def _await_response(self, stream: Any) -> AWSCRTHTTPResponse:
+        own_body_writer(stream)
+        return await super()._await_response(stream)
+
+
+class TrustingCRTHTTPClient(NovaCRTHTTPClient):
     """``AWSCRTHTTPClient`` that trusts the certificates issued by ``ca_file`` (and only those)."""
 
     def __init__(

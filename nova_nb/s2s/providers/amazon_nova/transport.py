@@ -142,11 +142,10 @@ async def make_client(config: Config, resolver: Any = None) -> AsyncBedrockRunti
     """An SDK client for ``config``: CRT transport (trusting ``ca_file`` if given) and credentials."""
     from aws_sdk_bedrock_runtime.client import AsyncBedrockRuntimeClient
     from aws_sdk_bedrock_runtime.config import AsyncBedrockRuntimeConfig
-    from smithy_http.aio.crt import AWSCRTHTTPClient
 
-    from ._crt import TrustingCRTHTTPClient
+    from ._crt import NovaCRTHTTPClient, TrustingCRTHTTPClient
 
-    transport: Any = TrustingCRTHTTPClient(config.ca_file) if config.ca_file else AWSCRTHTTPClient()
+    transport: Any = TrustingCRTHTTPClient(config.ca_file) if config.ca_file else NovaCRTHTTPClient()
     options: dict[str, Any] = {
         "region": config.region,
         "transport": transport,
