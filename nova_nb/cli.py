@@ -2,7 +2,8 @@
 
 ::
 
-    nova-nb emulator serve [--port 0] [--region us-east-1] [--engine scripted] [--session-limit S] [--json]
+    nova-nb emulator serve [--port 0] [--region us-east-1] [--engine auto] [--behaviour service]
+                           [--fault NAME=VALUE ...] [--session-limit S] [--json]
     nova-nb providers
     nova-nb voices [--model ID] [--language L]
 
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 from .errors import NovaNbError
 
 if TYPE_CHECKING:
-    from .emulator.server import EmulatorServer, StreamHandler
+    from .emulator.server import Admission, EmulatorServer, StreamHandler
 
 PROG: Final = "nova-nb"
 #: The engine made for benchmarks (nova_nb.emulator.benchburst); the others are the local provider's.
@@ -61,13 +62,70 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _engine_names() -> list[str]:
-    from .emulator.local import ENGINES
+    from .emulator.local import DEFAULT_ENGINE, ENGINES
 
-    return [*ENGINES, BENCH_ENGINE]
+    return [DEFAULT_ENGINE, *ENGINES, BENCH_ENGINE]
 
 
-def make_handler(engine: str, session_limit_s: float | None = None) -> StreamHandler:
-    """The emulator's stream handler for ``engine`` (a local-provider engine or ``bench-burst``)."""
+def _behaviour_names() -> list[str]:
+    from .emulator.conversation import BEHAVIOURS
+
+    return list(BEHAVIOURS)
+
+
+#: ``--fault NAME=VALUE``: the :class:`~nova_nb.emulator.conversation.Faults` field each sets, and how
+#: its value is read.
+FAULTS: Final[dict[str, tuple[str, str]]] = {
+    "exception-at": ("exception_at_event", "N:exceptionType:message (in-stream exception after input N)"),
+    "reset-at": ("reset_at_event", "N (RST_STREAM after input event N)"),
+    "drop-at": ("drop_at_event", "N (drop the TCP connection after input event N)"),
+    "first-audio-delay": ("first_audio_delay_s", "S (seconds before each reply's first audio)"),
+    "input-timeout": ("input_timeout_s", "S (end a stream with no input for S seconds)"),
+    "faulty-streams": ("faulty_streams", "N (apply the in-stream faults to the first N streams only)"),
+    "http-error": ("http_error_at_open", "STATUS:ErrorType:message (refuse every call at open)"),
+}
+
+
+def parse_fault(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` → (Faults field, value). Raises ConfigError on anything else."""
+    from .errors import ConfigError, one_of
+
+    name, sep, value = text.partition("=")
+    if not sep or name not in FAULTS:
+        raise ConfigError(f"--fault {text!r}: use NAME=VALUE with NAME {one_of(FAULTS)}")
+    field_name, form = FAULTS[name]
+    try:
+        if name == "exception-at":
+            n, exc_type, message = value.split(":", 2)
+            return field_name, (int(n), exc_type, message)
+        if name == "http-error":
+            from .emulator.server import HttpError
+
+            status, error_type, message = value.split(":", 2)
+            return field_name, HttpError(int(status), error_type, message)
+        if field_name.endswith("_s"):
+            return field_name, float(value)
+        return field_name, int(value)
+    except ValueError:
+        raise ConfigError(f"--fault {text!r}: the value must be {form}") from None
+
+
+def make_handler(
+    engine: str,
+    session_limit_s: float | None = None,
+    *,
+    behaviour: str = "service",
+    faults: Sequence[str] = (),
+) -> StreamHandler:
+    """The emulator's stream handler for ``engine`` (a local-provider engine, ``auto`` or
+    ``bench-burst``), with a named service behaviour and ``NAME=VALUE`` faults (conversation engines)."""
+    return _make_serving(engine, session_limit_s, behaviour=behaviour, faults=faults)[0]
+
+
+def _make_serving(
+    engine: str, session_limit_s: float | None, *, behaviour: str, faults: Sequence[str]
+) -> tuple[StreamHandler, Admission | None]:
+    """:func:`make_handler`, and the admission hook of an ``http-error`` fault."""
     from .errors import ConfigError, one_of
 
     if session_limit_s is not None and not 0 < session_limit_s:
@@ -75,21 +133,29 @@ def make_handler(engine: str, session_limit_s: float | None = None) -> StreamHan
     if engine == BENCH_ENGINE:
         from .emulator.benchburst import bench_handler
 
-        return bench_handler(session_limit_s=session_limit_s)
-    from .emulator.conversation import conversation_handler
-    from .emulator.local import ENGINES
+        return bench_handler(session_limit_s=session_limit_s), None
+    from .emulator.conversation import BEHAVIOURS, admission_for, conversation_handler
+    from .emulator.local import ENGINES, resolve_engine
 
-    if engine not in ENGINES:
+    if engine not in _engine_names():
         raise ConfigError(f"unknown engine {engine!r}; use {one_of(_engine_names())}")
-    options = ENGINES[engine]()
+    if behaviour not in BEHAVIOURS:
+        raise ConfigError(f"unknown behaviour {behaviour!r}; use {one_of(BEHAVIOURS)}")
+    # "auto": the speech engine where its models load, else scripted with a warning, as
+    # new_provider("local") does.
+    options = ENGINES[resolve_engine(engine)]()
+    fault_fields = dict(parse_fault(f) for f in faults)
     if session_limit_s is not None:
-        options = dataclasses.replace(
-            options, faults=dataclasses.replace(options.faults, session_limit_s=session_limit_s)
-        )
-    return conversation_handler(options)
+        fault_fields["session_limit_s"] = session_limit_s
+    options = dataclasses.replace(
+        options,
+        behaviour=BEHAVIOURS[behaviour],
+        faults=dataclasses.replace(options.faults, **fault_fields),
+    )
+    return conversation_handler(options), admission_for(options)
 
 
-def _connection_info(server: EmulatorServer, engine: str) -> dict[str, Any]:
+def _connection_info(server: EmulatorServer, engine: str, behaviour: str = "service") -> dict[str, Any]:
     creds = server.credentials
     return {
         "event": "listening",
@@ -100,6 +166,7 @@ def _connection_info(server: EmulatorServer, engine: str) -> dict[str, Any]:
         "aws_secret_access_key": creds.secret_access_key,
         "aws_session_token": creds.session_token,
         "engine": engine,
+        "behaviour": behaviour,
         "pid": os.getpid(),
     }
 
@@ -131,7 +198,11 @@ def _print_listening(info: dict[str, Any], out: TextIO) -> None:
     if info["aws_session_token"]:
         rows.append(("session token", info["aws_session_token"]))
     width = max(len(name) for name, _ in rows)
-    lines = [f"Nova Sonic emulator (engine {info['engine']}, pid {info['pid']}) is listening.", ""]
+    lines = [
+        f"Nova Sonic emulator (engine {info['engine']}, behaviour {info['behaviour']}, pid {info['pid']})"
+        " is listening.",
+        "",
+    ]
     lines += [f"  {name:<{width}}  {value}" for name, value in rows]
     lines += [
         "",
@@ -141,16 +212,49 @@ def _print_listening(info: dict[str, Any], out: TextIO) -> None:
         "",
         textwrap.indent(_example_code(info), "    "),
         "",
+        "Each input event it rejects is logged on stderr (event, exception type, message).",
         "Stop with Ctrl+C (or SIGTERM).",
     ]
     print("\n".join(lines), file=out, flush=True)
 
 
+def _log_rejections() -> None:
+    """One stderr line per input event the emulator rejects (INFO on ``nova_nb.emulator.rejected``)."""
+    import logging
+
+    logger = logging.getLogger("nova_nb.emulator.rejected")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def _resolve_engine(engine: str) -> str:
+    """``auto`` → the engine used, any warning about it printed on stderr (stdout may be JSON)."""
+    if engine == BENCH_ENGINE:
+        return engine
+    import warnings
+
+    from .emulator.local import resolve_engine
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resolved = resolve_engine(engine)
+    for warning in caught:
+        print(f"{PROG}: warning: {warning.message}", file=sys.stderr, flush=True)
+    return resolved
+
+
 async def _serve(args: argparse.Namespace) -> int:
     from .emulator.server import EmulatorServer
 
-    handler = make_handler(args.engine, args.session_limit)
-    server = EmulatorServer(handler=handler, region=args.region, port=args.port)
+    _log_rejections()
+    engine = _resolve_engine(args.engine)
+    handler, admission = _make_serving(
+        engine, args.session_limit, behaviour=args.behaviour, faults=args.fault
+    )
+    server = EmulatorServer(handler=handler, region=args.region, port=args.port, admission=admission)
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -170,7 +274,7 @@ async def _serve(args: argparse.Namespace) -> int:
         except NotImplementedError:  # Windows: no loop signal handlers
             signal.signal(signum, lambda *_: loop.call_soon_threadsafe(on_signal))
     try:
-        info = _connection_info(server, args.engine)
+        info = _connection_info(server, engine, args.behaviour)
         if args.json:
             print(json.dumps(info), flush=True)
         else:
@@ -224,9 +328,16 @@ def _add_emulator(commands: Any) -> None:
             emulator's own random test credentials for this run, not AWS credentials; they are printed
             because any Bedrock client pointed at the emulator must sign its requests with them.
 
-            Engines: "scripted" is the offline conversation engine (deterministic, no speech models);
+            Engines: "speech" hears with Silero VAD and Moonshine and speaks with espeak-ng; "scripted" is
+            the offline conversation engine without speech models (deterministic; a loud tone counts as
+            speech); "auto" (the default) is speech where its models load, else scripted with a warning;
             "bench-burst" answers with measured bursts of audio for bench/ (see
             nova_nb.emulator.benchburst).
+
+            Behaviours (--behaviour) are what the real service is known to do: "service" (the default)
+            is its structure as captured in 2026; the others vary the barge-in signals or drop the speech
+            events; "gentle" is the documentation's simpler reading. See docs/TEST_YOUR_CLIENT.md.
+            Each input event the emulator rejects is logged on stderr with the service's exception.
             """
         ),
     )
@@ -236,9 +347,23 @@ def _add_emulator(commands: Any) -> None:
     )
     serve.add_argument(
         "--engine",
-        default="scripted",
+        default="auto",
         choices=_engine_names(),
-        help="what the emulated model does (default: scripted)",
+        help="what the emulated model does (default: auto)",
+    )
+    serve.add_argument(
+        "--behaviour",
+        default="service",
+        choices=_behaviour_names(),
+        help="what the emulated service does at barge-in and in odd cases (default: service)",
+    )
+    serve.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="inject a fault (repeatable): "
+        + "; ".join(f"{name}={form}" for name, (_, form) in FAULTS.items()),
     )
     serve.add_argument(
         "--session-limit",

@@ -1,4 +1,5 @@
-"""The project's exception hierarchy: every error a user can meet subclasses :class:`NovaNbError`.
+"""The project's exception hierarchy: every error a user can meet subclasses :class:`NovaNbError`;
+every warning subclasses :class:`NovaNbWarning`.
 
 Messages name what was wrong and what is valid, so a notebook user can fix the call without reading
 the source. Secrets are never part of a message.
@@ -53,6 +54,14 @@ class StateError(NovaNbError, RuntimeError):
 class UsageError(NovaNbError, TypeError):
     """A call the API does not allow as made: a value of the wrong kind (a responder that returns no
     text), or an operation the type forbids (pickling a secret). Also a ``TypeError``."""
+
+
+class NovaNbWarning(UserWarning):
+    """Something that works but probably is not what the user wants (a retired model, say).
+
+    A ``UserWarning``, so ``warnings.filterwarnings("ignore", category=NovaNbWarning)`` silences just
+    nova_nb's warnings. Never raised as an error: the call goes on.
+    """
 
 
 def one_of(values: Iterable[object]) -> str:

@@ -112,6 +112,8 @@ async def test_emulator_serve_json_subprocess() -> None:
         "nova_nb.cli",
         "emulator",
         "serve",
+        "--engine",
+        "scripted",  # _talk() speaks a tone, which only the scripted engine hears as speech
         "--json",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

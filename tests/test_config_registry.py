@@ -178,3 +178,30 @@ def test_history_and_tool_validation() -> None:
 def test_provider_is_not_an_option() -> None:
     with pytest.raises(s2s.ConfigError, match="unknown option 'provider'"):
         s2s.new_provider("local", provider="amazon_nova")
+
+
+def test_default_model_is_nova_2_5() -> None:
+    c = s2s.default_config()
+    assert c.model_id == catalog.DEFAULT_MODEL_ID == catalog.NOVA_2_5_SONIC == "amazon.nova-2-5-sonic"
+    assert c.endpointing_sensitivity == "MEDIUM" and c.resolved_voice_id == "matthew"
+    provider = s2s.new_provider("amazon_nova")
+    assert provider.config.model_id == catalog.NOVA_2_5_SONIC  # type: ignore[attr-defined]
+
+
+def test_retired_model_warns_once_per_config_and_never_fails() -> None:
+    import warnings
+
+    from nova_nb.errors import NovaNbWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        c = s2s.default_config().replace(model_id=catalog.NOVA_SONIC_V1)
+    assert c.model_id == catalog.NOVA_SONIC_V1
+    (w,) = [w for w in caught if issubclass(w.category, NovaNbWarning)]
+    assert issubclass(w.category, UserWarning) and w.filename == __file__  # points at the caller's line
+    for part in (catalog.NOVA_SONIC_V1, "2026-09-14", "model-card-amazon-nova-sonic", catalog.NOVA_2_5_SONIC):
+        assert part in str(w.message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the current models warn about nothing
+        s2s.default_config().replace(model_id=catalog.NOVA_2_SONIC)
+        s2s.default_config()

@@ -32,6 +32,10 @@ __all__ = [
 MARKER_STYLES: dict[str, tuple[str, str]] = {
     "speech_start": ("tab:cyan", ":"),
     "speech_end": ("tab:blue", "--"),
+    # The service's own speech boundaries (userSpeechStart/End, §12): same hues family, dash-dot, so
+    # they read apart from the energy detector's lines.
+    "service_speech_start": ("tab:olive", "-."),
+    "service_speech_end": ("navy", "-."),
     "decision": ("tab:orange", "--"),
     "first_audio": ("tab:green", "-"),
     "interruption": ("tab:red", "-"),
@@ -146,7 +150,8 @@ def plot_recording(
 
 
 def plot_latency(rows: Sequence[Turn], ax: Any = None) -> Any:
-    """A bar per turn: end of user audio → turn decision → first audio (→ heard), stacked.
+    """A bar per turn: end of user audio → turn decision → first audio (→ heard), stacked; a diamond
+    at the service's end of speech → first audio where the service sent ``userSpeechEnd``.
 
     Parameters
     ----------
@@ -181,7 +186,14 @@ def plot_latency(rows: Sequence[Turn], ax: Any = None) -> Any:
     ax.bar(idx, b, bottom=a, color="tab:green", label="turn decision → first audio")
     if np.isfinite(to_heard).any():
         ax.bar(idx, np.nan_to_num(to_heard), bottom=a + b, color="tab:purple", label="first audio → heard")
-    top = float(np.nanmax(a + b + np.nan_to_num(to_heard), initial=0.0))
+    # The service's own end of speech (userSpeechEnd, §12) → first audio, as a point against the bars'
+    # client-side figure: a third definition, drawn apart so it is never read as one of the others.
+    service = np.array([r.service_response_s for r in rows], dtype=float)
+    if np.isfinite(service).any():
+        ax.scatter(
+            idx, service, marker="D", color="navy", zorder=3, label="service end of speech → first audio"
+        )
+    top = float(np.nanmax(np.concatenate([a + b + np.nan_to_num(to_heard), service]), initial=0.0))
     ax.set_ylim(0, max(top * 1.35, 0.1))  # room for the legend above the bars
     ax.set_xlabel("turn")
     ax.set_ylabel("seconds")

@@ -17,6 +17,7 @@ Everything here measures on the recording clock; see ``docs/RECORDING.md``.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ from ..protocol import catalog
 from ..s2s import AudioOutputChunk, ConversationContext, StreamingS2SProvider
 from ..s2s import events as ev
 from ..s2s.talk import say
-from .latency import BargeIn, LatencyReport, barge_ins, html_table, latency_report
+from .latency import BargeIn, LatencyReport, barge_ins, html_table, latency_report, turns
 from .recording import Recording, SessionRecorder
 
 __all__ = [
@@ -57,21 +58,32 @@ def endpointing_pause_s(provider: StreamingS2SProvider) -> float:
 
 
 class _Watch:
-    """Follows replies through the session's events: which started, which ended, when it was last busy."""
+    """Follows replies through the session's events: which started, which ended, when it was last busy.
 
-    def __init__(self) -> None:
+    With ``real_time`` it also plays the replies in its head as a real-time player would (each chunk
+    from when it arrives or the previous one ends, whichever is later): the service sends audio several
+    times faster than real time (docs/PROTOCOL.md §12), so "the last block has ended" comes long before
+    the user has heard the reply, and a barge-in or the next utterance must wait for playback instead.
+    """
+
+    def __init__(self, *, real_time: bool = True) -> None:
+        self.real_time = real_time
         self.first_audio: dict[str, float] = {}
         self.ended: set[str] = set()
         self.decisions = 0
         self.last_event = time.monotonic()
         self.closed = False
+        self.playing_until = -math.inf
 
     def __call__(self, e: ev.Event) -> None:
         self.last_event = e.timestamp
         if isinstance(e, ev.AudioOutput):
             self.first_audio.setdefault(e.content_id, e.timestamp)
+            self.playing_until = max(self.playing_until, e.timestamp) + e.duration_s
         elif isinstance(e, ev.ContentEnded) and e.type == "AUDIO" and e.role == "ASSISTANT":
             self.ended.add(e.content_id)
+        elif isinstance(e, ev.Interruption):
+            self.playing_until = e.timestamp  # the player flushes
         elif isinstance(e, ev.Transcript) and e.role == "USER" and e.stage == "FINAL":
             self.decisions += 1
         elif isinstance(e, ev.SessionClosed | ev.StreamErrorEvent):
@@ -79,7 +91,9 @@ class _Watch:
 
     def busy(self) -> bool:
         """A reply is due (turn decided, no audio yet) or still playing."""
-        return self.decisions > len(self.first_audio) or bool(set(self.first_audio) - self.ended)
+        if self.decisions > len(self.first_audio) or set(self.first_audio) - self.ended:
+            return True
+        return self.real_time and time.monotonic() < self.playing_until
 
 
 async def run_conversation(
@@ -147,7 +161,7 @@ async def run_conversation(
         info["barge_in_offset_s"] = barge_in[0]
     session = await provider.start_streaming(context, voice_id=voice_id)
     recorder = SessionRecorder(folder, session, metadata=info)
-    watch = _Watch()
+    watch = _Watch(real_time=pace)
     session.add_listener(watch)
 
     async def drain() -> None:
@@ -284,7 +298,7 @@ async def interruption_sweep(
         )
         found = barge_ins(rec.events)
         starts = [e["t"] for e in rec.of("AudioOutput")]
-        n_turns = len({e["content_id"] for e in rec.of("AudioOutput")})
+        n_turns = len(turns(rec.events))  # replies, not AUDIO blocks (one per sentence, §12)
         return BargeInTrial(
             offset, rec.folder, found[0] if found else None, min(starts, default=None), n_turns
         )

@@ -9,11 +9,15 @@ Turns are the one turn model of :mod:`nova_nb.s2s.turns` (its docstring gives th
 ``decision_t``, ``speech_end_t``, ``heard_t``, ``response_s``, ``decision_to_audio_s`` and
 ``audio_to_heard_s``); :func:`turns` is the adapter that feeds it the recorded lines: ``AudioOutput``,
 ``Transcript``, ``PlaybackReported``, ``Interruption`` and ``ContentEnded`` as the typed events they
-record, and ``UserSpeechEnded`` (the recorder's energy detector on the input frames as sent) as the
-speech-end marks of source ``"input_energy"``.
+record, ``UserSpeechEnded`` (the recorder's energy detector on the input frames as sent) as the
+speech-end marks of source ``"input_energy"``, and ``ServiceSpeechEnded`` (the service's ``userSpeechEnd``,
+docs/PROTOCOL.md §12) as ``service_speech_end_t``, whose ``service_response_s`` the report shows beside
+``response_s`` when a recording has it.
 
 A **barge-in** is the first ``Interruption`` line of a ``content_id`` (``signal_t``):
-``onset_t`` is the last ``UserSpeechStarted`` in ``[first_audio_t of that turn, signal_t]``;
+``onset_t`` is the last ``ServiceSpeechStarted`` (the service's ``userSpeechStart``) in
+``[first_audio_t of that turn, signal_t]`` if there is one (``onset_source`` ``"service"``), else the
+last ``UserSpeechStarted`` of the recorder's energy detector there (``onset_source`` ``"input_energy"``);
 ``flush_t`` is, for that content and at or after ``signal_t``, the first ``PlaybackReported`` with
 ``final: true`` (a player said it stopped), else the first ``ClientFlushed`` (the interrupted end chunk
 reached the client's ``receive_audio()`` loop), else the recorder's ``PlayerFlushed`` line.
@@ -38,6 +42,7 @@ from ..s2s.turns import INPUT_ENERGY, TurnBuilder, TurnRecord
 
 __all__ = [
     "LATENCY_METRICS",
+    "OPTIONAL_COLUMNS",
     "PERCENTILES",
     "BargeIn",
     "LatencyReport",
@@ -49,8 +54,11 @@ __all__ = [
     "turns",
 ]
 
-#: The per-turn latencies a report summarises, in seconds.
-LATENCY_METRICS = ("response_s", "decision_to_audio_s", "audio_to_heard_s")
+#: The per-turn latencies a report summarises, in seconds. ``service_response_s`` has values only in
+#: recordings with the service's speech events (Nova 2 and later); a summary leaves out empty metrics.
+LATENCY_METRICS = ("response_s", "decision_to_audio_s", "service_response_s", "audio_to_heard_s")
+#: Columns of the per-turn table that only some recordings fill: shown only when a turn has a value.
+OPTIONAL_COLUMNS = frozenset({"service_speech_end_t", "service_response_s"})
 #: Percentiles of the summary.
 PERCENTILES = (50, 90, 95, 99)
 
@@ -76,6 +84,9 @@ class BargeIn:
     planned_words: int | None
     final_words: int | None
     signal: str | None
+    #: Where ``onset_t`` came from: "service" (ServiceSpeechStarted), "input_energy" (the recorder's
+    #: UserSpeechStarted) or None (no onset found).
+    onset_source: str | None = None
 
     @property
     def heard_text_fraction(self) -> float | None:
@@ -93,15 +104,6 @@ def _last_before(times: list[float], lo: float, hi: float) -> int | None:
     """Index of the last time in ``(lo, hi]`` (times sorted), or None."""
     i = bisect.bisect_right(times, hi) - 1
     return i if i >= 0 and times[i] > lo else None
-
-
-def _first_audio(events: Iterable[Event]) -> tuple[list[str], dict[str, float]]:
-    """The replies' content ids in the order of their first audio, and that first audio's time."""
-    first: dict[str, float] = {}
-    for e in events:
-        if e["kind"] == "AudioOutput":
-            first.setdefault(e["content_id"], e["t"])
-    return sorted(first, key=first.__getitem__), first
 
 
 #: ``source`` values of recorded ``UserSpeechEnded`` lines that are the input-energy detector's.
@@ -133,6 +135,11 @@ def turns(events: Sequence[Event]) -> list[Turn]:
     >>> round(t.response_s, 3), round(t.decision_to_audio_s, 3), t.speech_end_source
     (1.6, 0.1, 'input_energy')
     """
+    return _builder(events).turns
+
+
+def _builder(events: Sequence[Event]) -> TurnBuilder:
+    """The turn builder fed with every recorded line (:func:`turns`)."""
     builder = TurnBuilder(keep_audio=False)
     for e in events:
         kind, t = e["kind"], e["t"]
@@ -144,13 +151,15 @@ def turns(events: Sequence[Event]) -> list[Turn]:
         elif kind == "UserSpeechEnded":
             source = e.get("source")
             builder.speech_ended(t, INPUT_ENERGY if source in _INPUT_ENERGY_SOURCES else str(source))
+        elif kind == "ServiceSpeechEnded":
+            builder.service_speech_ended(t)
         elif kind == "PlaybackReported":
             builder.playback(t, e["content_id"], e.get("played_s", 0.0))
         elif kind == "Interruption" and e.get("content_id"):
             builder.interruption(e["content_id"])
         elif kind == "ContentEnded" and e.get("type") == "AUDIO" and e.get("role") == "ASSISTANT":
             builder.audio_ended(t, e["content_id"], e.get("stop_reason"))
-    return builder.turns
+    return builder
 
 
 def _words(text: str | None) -> int:
@@ -170,21 +179,20 @@ def barge_ins(events: Sequence[Event]) -> list[BargeIn]:
     list of BargeIn
         One per interrupted reply, in order (definitions: module docstring).
     """
-    order, first = _first_audio(events)
-    index = {cid: i for i, cid in enumerate(order)}
-    firsts = [first[c] for c in order]
-    onsets = sorted(e["t"] for e in events if e["kind"] == "UserSpeechStarted")
-    speculative = [
-        (e["t"], e.get("text"))
-        for e in events
-        if e["kind"] == "Transcript" and e.get("role") == "ASSISTANT" and e.get("stage") == "SPECULATIVE"
-    ]
-    spec_t = [s[0] for s in speculative]
-    finals = [
-        (e["t"], e.get("text"))
-        for e in events
-        if e["kind"] == "Transcript" and e.get("role") == "ASSISTANT" and e.get("stage") == "FINAL"
-    ]
+    # Turns (not AUDIO blocks: a reply may come as several, §12) give the index and first audio.
+    built = _builder(events)
+    firsts = [t.first_audio_t if t.first_audio_t is not None else math.inf for t in built.turns]
+    # The service's own speech start is the better onset (it is what the service reacts to); the
+    # recorder's energy detector stands in when the service sent none (§12).
+    onset_sources = {
+        "service": sorted(e["t"] for e in events if e["kind"] == "ServiceSpeechStarted"),
+        INPUT_ENERGY: sorted(e["t"] for e in events if e["kind"] == "UserSpeechStarted"),
+    }
+    block_s: dict[str, float] = {}  # seconds of audio per AUDIO block, in arrival order
+    for e in events:
+        if e["kind"] == "AudioOutput" and e.get("content_id"):
+            block_s[e["content_id"]] = block_s.get(e["content_id"], 0.0) + float(e.get("duration_s") or 0.0)
+    block_order = list(block_s)
     out: list[BargeIn] = []
     seen: set[str | None] = set()
     for e in events:
@@ -193,17 +201,35 @@ def barge_ins(events: Sequence[Event]) -> list[BargeIn]:
         cid = e.get("content_id")
         seen.add(cid)
         signal_t = e["t"]
-        ti = index.get(cid, -1) if cid else -1
-        fa = first.get(cid, -math.inf) if cid else -math.inf
-        o = _last_before(onsets, fa - 1e-9, signal_t)
-        onset = onsets[o] if o is not None else None
+        turn = built.by_content_id.get(cid) if cid else None
+        ti = turn.index if turn is not None else -1
+        fa = firsts[ti] if turn is not None else -math.inf
+        onset = onset_source = None
+        for source, onsets in onset_sources.items():
+            o = _last_before(onsets, fa - 1e-9, signal_t)
+            if o is not None:
+                onset, onset_source = onsets[o], source
+                break
         flush_t, heard_s = _flush_of(events, cid, signal_t)
+        before = block_order[: block_order.index(cid)] if cid in block_order else block_order
+        earlier = [c for c in before if built.by_content_id.get(c) is turn]  # this reply's blocks so far
+        if turn is not None and earlier and flush_t is not None:
+            # A reply may come as several AUDIO blocks (one per sentence, §12); the signal names the
+            # block being generated. If the player had reached it, the earlier blocks were heard in
+            # full; if not (audio arrives several times faster than real time, so generation runs
+            # ahead of playback), playback was still in an earlier block: count from when the player
+            # started the reply (its own report, else the first chunk's arrival) to the flush.
+            if heard_s:
+                heard_s += sum(block_s[c] for c in earlier)
+            elif turn.first_audio_t is not None:
+                started = turn.heard_t if turn.heard_t is not None else turn.first_audio_t
+                heard_s = min(max(flush_t - started, 0.0), turn.reply_audio_s)
         planned = final_words = None
-        if ti >= 0:
-            s = _last_before(spec_t, -math.inf, fa)
-            planned = _words(speculative[s][1]) if s is not None else None
-            nxt = firsts[ti + 1] if ti + 1 < len(firsts) else math.inf
-            final_words = sum(_words(text) for t, text in finals if fa <= t < nxt)
+        if turn is not None:
+            # Planned: every sentence the model announced (SPECULATIVE) for this reply; said: the FINAL
+            # texts it confirmed, which stop at what was heard (§5, §12).
+            planned = _words(turn.speculative_text) if turn.speculative_texts else None
+            final_words = _words(turn.reply_text)
         out.append(
             BargeIn(
                 turn_index=ti,
@@ -217,6 +243,7 @@ def barge_ins(events: Sequence[Event]) -> list[BargeIn]:
                 planned_words=planned,
                 final_words=final_words,
                 signal=e.get("signal"),
+                onset_source=onset_source,
             )
         )
     return out
@@ -307,10 +334,12 @@ class LatencyReport:
         "user_text",
         "speech_end_t",
         "speech_end_source",
+        "service_speech_end_t",
         "decision_t",
         "first_audio_t",
         "response_s",
         "decision_to_audio_s",
+        "service_response_s",
         "audio_to_heard_s",
         "reply_audio_s",
         "stop_reason",
@@ -322,16 +351,25 @@ class LatencyReport:
         return [{**{n: getattr(t, n) for n in names}, **{m: getattr(t, m) for m in LATENCY_METRICS}}
                 for t in self.turns]  # fmt: skip
 
+    def columns(self) -> tuple[str, ...]:
+        """The per-turn columns to show: :attr:`TURN_COLUMNS` without optional ones no turn fills."""
+        return tuple(
+            c
+            for c in self.TURN_COLUMNS
+            if c not in OPTIONAL_COLUMNS or any(getattr(t, c) is not None for t in self.turns)
+        )
+
     def summary_rows(self) -> list[list[Any]]:
         stats = ("n", "mean", "min", *(f"p{p}" for p in PERCENTILES), "max")
         return [[m, *(int(s[k]) if k == "n" else s[k] for k in stats)] for m, s in self.summary.items()]
 
     def _repr_html_(self) -> str:
         stats = ["metric", "n", "mean", "min", *(f"p{p}" for p in PERCENTILES), "max"]
-        turn_rows = [[getattr(t, c) for c in self.TURN_COLUMNS] for t in self.turns]
+        columns = self.columns()
+        turn_rows = [[getattr(t, c) for c in columns] for t in self.turns]
         return (
             "<b>Per turn</b> (seconds)"
-            + html_table(list(self.TURN_COLUMNS), turn_rows)
+            + html_table(list(columns), turn_rows)
             + "<b>Summary</b> (seconds)"
             + html_table(stats, self.summary_rows())
         )

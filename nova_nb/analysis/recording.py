@@ -18,12 +18,17 @@ Time axis
 Every line of ``events.jsonl`` has ``t_monotonic`` (``time.monotonic()``, the clock of all nova_nb
 timestamps) and ``t = t_monotonic - t0``, seconds since the recording started.
 
-*Input.* An input frame queued at ``t`` occupies ``[t, t + n / rate)``. It is written to ``input.wav``
-at sample ``round(t * rate)`` when that is more than ``gap_tolerance_s`` past the end of what is
-already written (the gap is filled with digital silence: the microphone was off), otherwise
-right after the previous frame (scheduling jitter is absorbed). Its ``InputAudio`` line gives the
-sample where it landed. Audio sent faster than real time therefore runs ahead of the clock; record
-in real time (``pace=True``) for pictures whose audio and events line up.
+Placement uses ``t`` exactly as written on the line (rounded to 1 µs), so that anyone can redo it
+from ``events.jsonl`` alone.
+
+*Input.* An input frame queued at ``t`` occupies ``[t, t + n / rate)``. The first frame is written to
+``input.wav`` at sample ``max(0, round(t * rate))`` (digital silence before it), so that sample ``i``
+of the file is at ``i / rate`` on the recording clock from the start. A later frame is written at
+``round(t * rate)`` when that is more than ``gap_tolerance_s`` past the end of what is already written
+(the gap is filled with digital silence: the microphone was off), otherwise right after the previous
+frame (scheduling jitter is absorbed). Its ``InputAudio`` line gives the sample where it landed.
+Audio sent faster than real time therefore runs ahead of the clock; record in real time
+(``pace=True``) for pictures whose audio and events line up.
 
 *Output.* The model's audio arrives in bursts, faster than real time. ``output.wav`` holds what a
 simulated real-time player would have played: each chunk starts at ``max(arrival, end of the previous
@@ -39,7 +44,10 @@ import datetime as _dt
 import json
 import math
 import os
+import threading
 import time
+import warnings
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -49,7 +57,7 @@ from typing import Any, Protocol, Self
 import numpy as np
 import numpy.typing as npt
 
-from ..audio import EnergySpeechDetector, WavWriter, read_wav, rms_dbfs
+from ..audio import EnergySpeechDetector, WavWriter, rms_dbfs
 from ..errors import NovaNbError
 from ..s2s import events as ev
 
@@ -71,14 +79,17 @@ INPUT_WAV = "input.wav"
 OUTPUT_WAV = "output.wav"
 EVENTS_JSONL = "events.jsonl"
 META_JSON = "meta.json"
-#: Header size of the WAV files WavWriter writes (RIFF + fmt + data headers, no extra chunks).
-_WAV_HEADER_BYTES = 44
-#: events.jsonl is pushed to the OS at least this often (seconds of clock), and on every stop.
-_FLUSH_EVERY_S = 0.5
+#: What the recorder wrote (events.jsonl, the WAV data and headers) is pushed to the OS at most this
+#: long after it was written, idle or not (half of the 0.5 s RECORDING.md promises, for scheduling slack).
+_FLUSH_EVERY_S = 0.25
 
 
 class RecordingError(NovaNbError):
     """A recording folder is missing, incomplete or not a nova_nb recording."""
+
+
+class RecordingWarning(UserWarning):
+    """Something was wrong with a recording but it could be read: e.g. a torn last line was dropped."""
 
 
 class Recordable(Protocol):
@@ -257,7 +268,12 @@ class SessionRecorder:
         self._input = WavWriter(self.folder / INPUT_WAV, self.input_rate)
         self._player = _Player(WavWriter(self.folder / OUTPUT_WAV, self.output_rate))
         self._events = open(self.folder / EVENTS_JSONL, "w", encoding="utf-8")  # closed by stop()
-        self._last_flush = 0.0
+        # The listeners run on the session's loop; the flusher thread below pushes what they wrote to
+        # the OS. One lock makes the two never touch a file at the same time (uncontended: ~0.1 µs).
+        self._lock = threading.RLock()
+        self._dirty = False
+        self._input_frames = 0
+        self.flush_error: OSError | None = None
         self._input_written = 0
         self._removers: list[Callable[[], None]] = []
         self._session_info: dict[str, Any] = {}
@@ -265,6 +281,19 @@ class SessionRecorder:
         self.stopped = False
         self._write_meta(final=False)
         self._line("RecordingStarted", self.t0, input_rate=self.input_rate, output_rate=self.output_rate)
+        self._flush_now()
+        self._stop_flushing = threading.Event()
+        # A daemon thread, not a loop timer: the recorder may be fed without a running loop (from a
+        # file, from another thread) and a loop blocked by a long synchronous call must not stop the
+        # flushes. It holds the recorder only weakly, so a recorder dropped without stop() is still
+        # collected, and it ends at stop() (or when the recorder is gone).
+        self._flusher = threading.Thread(
+            target=_flush_periodically,
+            args=(weakref.ref(self), self._stop_flushing),
+            name=f"nova-nb-recorder-flush-{self.folder.name}",
+            daemon=True,
+        )
+        self._flusher.start()
         if session is not None:
             self.attach(session)
 
@@ -293,20 +322,27 @@ class SessionRecorder:
         """An input frame as sent (``add_input_listener`` callback)."""
         if self.stopped:
             return
+        with self._lock:
+            self._on_input(frame, timestamp, sample_rate)
+
+    def _on_input(self, frame: bytes, timestamp: float, sample_rate: int) -> None:
         pcm = np.frombuffer(frame, dtype="<i2")
         if sample_rate != self.input_rate:
             raise RecordingError(
                 f"input frames at {sample_rate} Hz cannot go into a {self.input_rate} Hz recording: "
                 "pass input_rate= to SessionRecorder"
             )
-        t = timestamp - self.t0
-        at = round(t * self.input_rate)
-        if at - self._input_written > self.gap_tolerance_s * self.input_rate:
+        at = round(self._t(timestamp) * self.input_rate)
+        # The first frame lands at its time (sample i of input.wav is at i / rate); later ones only
+        # after a gap longer than the tolerance (docs/RECORDING.md §3).
+        tolerance = self.gap_tolerance_s * self.input_rate if self._input_frames else 0
+        if at - self._input_written > tolerance:
             self._input.write(np.zeros(at - self._input_written, dtype=np.int16))
             self._input_written = at
         sample = self._input_written
         self._input.write(pcm)
         self._input_written += pcm.size
+        self._input_frames += 1
         level = rms_dbfs(pcm)
         duration = pcm.size / self.input_rate
         self._line(
@@ -325,6 +361,10 @@ class SessionRecorder:
         """A typed session event (``add_listener`` callback)."""
         if self.stopped:
             return
+        with self._lock:
+            self._on_event(event)
+
+    def _on_event(self, event: ev.Event) -> None:
         fields = _event_fields(event)
         if isinstance(event, ev.AudioOutput):
             pcm = np.frombuffer(event.audio, dtype="<i2")
@@ -333,12 +373,12 @@ class SessionRecorder:
                     f"output audio at {event.sample_rate} Hz cannot go into a {self.output_rate} Hz "
                     "recording: pass output_rate= to SessionRecorder"
                 )
-            self._player.advance(event.timestamp - self.t0)
-            start = self._player.schedule(pcm, event.timestamp - self.t0, event.content_id)
+            self._player.advance(self._t(event.timestamp))
+            start = self._player.schedule(pcm, self._t(event.timestamp), event.content_id)
             fields.update(n_samples=int(pcm.size), duration_s=round(event.duration_s, 6), sample=start)
         self._line(event.kind, event.timestamp, **fields)
         if isinstance(event, ev.Interruption):
-            played, dropped = self._player.flush(event.timestamp - self.t0, event.content_id)
+            played, dropped = self._player.flush(self._t(event.timestamp), event.content_id)
             self._line(
                 "PlayerFlushed",
                 event.timestamp,
@@ -351,10 +391,12 @@ class SessionRecorder:
 
     def played_s(self, content_id: str, t_monotonic: float | None = None) -> float:
         """Seconds of reply ``content_id`` the simulated player has played by ``t_monotonic`` (now)."""
-        if not self.stopped:
-            now = time.monotonic() if t_monotonic is None else t_monotonic
-            self._player.advance(now - self.t0)
-        return self._player.played.get(content_id, 0) / self.output_rate
+        with self._lock:
+            if not self.stopped:
+                now = time.monotonic() if t_monotonic is None else t_monotonic
+                self._player.advance(self._t(now))
+                self._dirty = True
+            return self._player.played.get(content_id, 0) / self.output_rate
 
     def mark(self, kind: str, t_monotonic: float | None = None, **fields: Any) -> None:
         """Add a line of your own (an annotation, a client-side moment) to ``events.jsonl``.
@@ -371,23 +413,35 @@ class SessionRecorder:
         if self.stopped:
             raise RecordingError("this recorder is stopped")
         now = time.monotonic() if t_monotonic is None else t_monotonic
-        self._line(kind, now, source="user", **fields)
-        self._tick(now)
+        with self._lock:
+            self._line(kind, now, source="user", **fields)
+            self._tick(now)
 
     # -- writing -------------------------------------------------------------------------------
 
+    def _t(self, t_monotonic: float) -> float:
+        """The recording clock of a moment, as written on its line: audio is placed by this value."""
+        return round(t_monotonic - self.t0, 6)
+
     def _line(self, kind: str, t_monotonic: float, **fields: Any) -> None:
-        record = {"kind": kind, "t": round(t_monotonic - self.t0, 6), "t_monotonic": t_monotonic}
+        record = {"kind": kind, "t": self._t(t_monotonic), "t_monotonic": t_monotonic}
         record.update(fields)
         self._events.write(json.dumps(_jsonable(record), separators=(",", ":")) + "\n")
         self.counts[kind] = self.counts.get(kind, 0) + 1
+        self._dirty = True
 
     def _tick(self, t_monotonic: float) -> None:
-        t = t_monotonic - self.t0
-        self._player.advance(t)
-        if t - self._last_flush >= _FLUSH_EVERY_S:
+        self._player.advance(self._t(t_monotonic))
+
+    def _flush_now(self) -> None:
+        """Push everything written so far to the OS: events.jsonl, and both WAVs with fresh headers."""
+        with self._lock:
+            if self.stopped or not self._dirty:
+                return
+            self._dirty = False
             self._events.flush()
-            self._last_flush = t
+            self._input.flush()
+            self._player.writer.flush()
 
     def _write_meta(self, *, final: bool) -> None:
         meta = {
@@ -427,15 +481,19 @@ class SessionRecorder:
         if self.stopped:
             return self.folder
         self.detach()
-        now = time.monotonic()
-        # The player plays out what it received: the session ended, the speaker did not.
-        self._player.advance(math.inf)
-        self._line("RecordingStopped", now, source="recorder")
-        self.stopped = True
-        self._events.close()
-        self._input.close()
-        self._player.writer.close()
-        self._write_meta(final=True)
+        self._stop_flushing.set()
+        with self._lock:
+            now = time.monotonic()
+            # The player plays out what it received: the session ended, the speaker did not.
+            self._player.advance(math.inf)
+            self._line("RecordingStopped", now, source="recorder")
+            self.stopped = True
+            self._events.close()
+            self._input.close()
+            self._player.writer.close()
+            self._write_meta(final=True)
+        if self._flusher is not threading.current_thread():
+            self._flusher.join(timeout=2 * _FLUSH_EVERY_S)
         return self.folder
 
     close = stop
@@ -451,28 +509,79 @@ class SessionRecorder:
         return f"<SessionRecorder {str(self.folder)!r} {state}, {sum(self.counts.values())} lines>"
 
 
-def _read_wav_mapped(path: Path, rate: int) -> npt.NDArray[np.int16]:
-    """The samples of a WAV written by WavWriter, memory-mapped (hour-long files stay on disk)."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        header = f.read(_WAV_HEADER_BYTES)
-    plain = (
-        len(header) == _WAV_HEADER_BYTES
-        and header[:4] == b"RIFF"
-        and header[8:16] == b"WAVEfmt "
-        and header[36:40] == b"data"
-        and int.from_bytes(header[22:24], "little") == 1
-        and int.from_bytes(header[34:36], "little") == 16
-    )
-    if not plain:
-        pcm, file_rate = read_wav(path)
-        if file_rate != rate:
-            raise RecordingError(f"{path} is at {file_rate} Hz but meta.json says {rate} Hz")
-        return pcm
-    n = (size - _WAV_HEADER_BYTES) // 2
+def _flush_periodically(recorder: weakref.ref[SessionRecorder], stop: threading.Event) -> None:
+    """The body of a recorder's flusher thread: flush every _FLUSH_EVERY_S until stopped."""
+    while not stop.wait(_FLUSH_EVERY_S):
+        rec = recorder()
+        if rec is None:
+            return
+        try:
+            rec._flush_now()
+        except OSError as exc:
+            # A full disk, say: the next write on the session's loop meets the same error and raises it
+            # there, where it belongs. Keep it for anyone who asks; a thread must not print a traceback.
+            rec.flush_error = exc
+            return
+        del rec
+
+
+def _wav_layout(path: Path, rate: int) -> tuple[int, int]:
+    """Check a recording's WAV file against meta.json; return (data offset, number of samples).
+
+    Every WAV of a recording is 16-bit PCM mono at the rate meta.json gives (§1 of RECORDING.md):
+    anything else would load with a wrong time axis, so it is an error naming both values. The data
+    chunk is the file's last (WavWriter writes it so) and runs to the end of the file: its size in the
+    header may be stale after a crash (headers are rewritten every second of audio), the file is not.
+    """
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                raise RecordingError(f"{path} is not a WAV file (no RIFF/WAVE header)")
+            fmt: bytes | None = None
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    raise RecordingError(f"{path} has no data chunk: it is not a WAV file written by nova_nb")
+                name, length = chunk[:4], int.from_bytes(chunk[4:8], "little")
+                if name == b"data":
+                    break
+                body = f.read(length + (length & 1))
+                if name == b"fmt ":
+                    fmt = body[:16]
+            offset = f.tell()
+    except FileNotFoundError:
+        raise RecordingError(f"the recording has no {path.name} ({path})") from None
+    if fmt is None or len(fmt) < 16:
+        raise RecordingError(f"{path} has no fmt chunk before its data: it is not a valid WAV file")
+    encoding = int.from_bytes(fmt[0:2], "little")
+    channels = int.from_bytes(fmt[2:4], "little")
+    file_rate = int.from_bytes(fmt[4:8], "little")
+    bits = int.from_bytes(fmt[14:16], "little")
+    if file_rate != rate:
+        raise RecordingError(
+            f"{path} is at {file_rate} Hz but meta.json says {rate} Hz: its time axis would be wrong; "
+            "a recording's WAV files must keep the rate they were written at"
+        )
+    if channels != 1:
+        raise RecordingError(f"{path} has {channels} channels; a recording's WAV files are mono (1 channel)")
+    if encoding not in (1, 0xFFFE) or bits != 16:
+        raise RecordingError(
+            f"{path} holds {bits}-bit samples (format tag {encoding}); a recording's WAV files are "
+            "16-bit integer PCM (2 bytes per sample)"
+        )
+    return offset, (size - offset) // 2
+
+
+def _read_wav(path: Path, rate: int, *, mmap: bool) -> npt.NDArray[np.int16]:
+    """The samples of a recording's WAV file, memory-mapped (hour-long files stay on disk) or read."""
+    offset, n = _wav_layout(path, rate)
     if n == 0:
         return np.zeros(0, dtype=np.int16)
-    return np.memmap(path, dtype="<i2", mode="r", offset=_WAV_HEADER_BYTES, shape=(n,))
+    if mmap:
+        return np.memmap(path, dtype="<i2", mode="r", offset=offset, shape=(n,))
+    return np.fromfile(path, dtype="<i2", count=n, offset=offset).astype(np.int16, copy=False)
 
 
 @dataclass
@@ -492,6 +601,8 @@ class Recording:
     input, output : numpy.ndarray
         int16 samples of ``input.wav`` and ``output.wav`` (memory-mapped when possible).
     input_rate, output_rate : int
+    torn_lines : int
+        Lines of ``events.jsonl`` dropped because they were torn (0 or 1: only the last line can be).
     """
 
     folder: Path
@@ -502,6 +613,7 @@ class Recording:
     output: npt.NDArray[np.int16]
     input_rate: int
     output_rate: int
+    torn_lines: int = 0
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str], *, mmap: bool = True) -> Recording:
@@ -518,7 +630,15 @@ class Recording:
         Raises
         ------
         RecordingError
-            If ``meta.json`` or ``events.jsonl`` is missing or not of this format.
+            If ``meta.json`` or ``events.jsonl`` is missing or not of this format, a line of
+            ``events.jsonl`` other than the last is not a JSON object, or a WAV file's sample rate,
+            channels or sample width disagrees with ``meta.json`` (16-bit mono at its rate).
+
+        Warns
+        -----
+        RecordingWarning
+            When the last line of ``events.jsonl`` is torn (a crash in the middle of writing it): it
+            is dropped and counted in :attr:`torn_lines`.
         """
         path = Path(folder)
         try:
@@ -531,15 +651,12 @@ class Recording:
             raise RecordingError(
                 f"{path} is format version {meta['version']}; this nova_nb reads up to {FORMAT_VERSION}"
             )
-        events, frames = read_events(path / EVENTS_JSONL)
+        events, frames, torn = _read_events(path / EVENTS_JSONL)
         in_rate = int(meta["input"]["sample_rate"])
         out_rate = int(meta["output"]["sample_rate"])
-        if mmap:
-            inp = _read_wav_mapped(path / INPUT_WAV, in_rate)
-            out = _read_wav_mapped(path / OUTPUT_WAV, out_rate)
-        else:
-            inp, out = read_wav(path / INPUT_WAV)[0], read_wav(path / OUTPUT_WAV)[0]
-        return cls(path, meta, events, frames, inp, out, in_rate, out_rate)
+        inp = _read_wav(path / meta["input"].get("file", INPUT_WAV), in_rate, mmap=mmap)
+        out = _read_wav(path / meta["output"].get("file", OUTPUT_WAV), out_rate, mmap=mmap)
+        return cls(path, meta, events, frames, inp, out, in_rate, out_rate, torn)
 
     @property
     def duration_s(self) -> float:
@@ -580,27 +697,61 @@ INPUT_FRAME_DTYPE = np.dtype([("t", "f8"), ("sample", "i8"), ("n_samples", "i8")
 def read_events(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], npt.NDArray[Any]]:
     """Read ``events.jsonl``: the events (sorted by ``t``) and the input frames (a structured array).
 
-    A truncated last line (a recording cut short) is skipped.
+    Raises
+    ------
+    RecordingError
+        If the file is missing, or a line other than the last is not a JSON object with ``kind`` and
+        ``t`` (the recording is damaged; its line number is given).
+
+    Warns
+    -----
+    RecordingWarning
+        If the last line is torn (a crash in the middle of writing it); it is dropped.
     """
+    events, frames, _ = _read_events(path)
+    return events, frames
+
+
+def _read_events(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], npt.NDArray[Any], int]:
+    """:func:`read_events`, and how many torn last lines were dropped (0 or 1)."""
     events: list[dict[str, Any]] = []
     frames: list[tuple[float, int, int, float]] = []
     try:
-        f = open(path, encoding="utf-8")
+        f = open(path, encoding="utf-8", newline="\n")
     except FileNotFoundError:
-        raise RecordingError(f"the recording has no {Path(path).name}") from None
+        raise RecordingError(f"the recording has no {Path(path).name} ({path})") from None
+    torn = 0
     with f:
-        for line in f:
-            if not line.strip():
-                continue
+        # One line of look-ahead: only the last line may be torn.
+        number, line = 0, f.readline()
+        while line:
+            number += 1
+            following = f.readline()
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a crash
-            if record.get("kind") == "InputAudio":
+                if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
+                    raise ValueError("not a JSON object with a kind")
+                if not isinstance(record.get("t"), int | float):
+                    raise ValueError("no number t")
+            except ValueError as exc:  # json.JSONDecodeError is a ValueError
+                if following:
+                    raise RecordingError(
+                        f"{path}, line {number}, is not a recording line ({exc}): only the last line "
+                        "may be damaged (by a crash while it was written); this recording is corrupt"
+                    ) from None
+                warnings.warn(
+                    f"{path}: the last line ({number}) is torn, a crash while it was written; dropped",
+                    RecordingWarning,
+                    stacklevel=3,
+                )
+                torn += 1
+                break
+            if record["kind"] == "InputAudio":
                 frames.append(
                     (record["t"], record["sample"], record["n_samples"], record.get("rms_dbfs", 0.0))
                 )
             else:
                 events.append(record)
+            line = following
     events.sort(key=lambda e: e["t"])
-    return events, np.array(frames, dtype=INPUT_FRAME_DTYPE)
+    return events, np.array(frames, dtype=INPUT_FRAME_DTYPE), torn

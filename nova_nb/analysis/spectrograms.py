@@ -165,6 +165,8 @@ class Marker:
 _MARKER_LABELS = {
     "speech_start": "user speech starts",
     "speech_end": "end of user audio",
+    "service_speech_start": "service: speech starts",
+    "service_speech_end": "service: end of speech",
     "decision": "turn decision (USER FINAL)",
     "first_audio": "first audio out",
     "interruption": "interruption signal",
@@ -175,9 +177,11 @@ _MARKER_LABELS = {
 def event_markers(events: Iterable[Mapping[str, Any]], *, speech_start: bool = True) -> list[Marker]:
     """The moments worth marking on a plot, from recorded event dicts.
 
-    ``speech_end`` (``UserSpeechEnded``), ``decision`` (USER FINAL ``Transcript``), ``first_audio``
-    (the first ``AudioOutput`` of each reply), ``interruption`` (``Interruption``), ``flush``
-    (``PlayerFlushed``, or ``PlaybackReported`` with ``final``) and, optionally, ``speech_start``.
+    ``speech_end`` (``UserSpeechEnded``, the recorder's energy detector), ``service_speech_end``
+    (``ServiceSpeechEnded``, the service's ``userSpeechEnd`` as it arrived), ``decision`` (USER FINAL
+    ``Transcript``), ``first_audio`` (the first ``AudioOutput`` of each reply), ``interruption``
+    (``Interruption``), ``flush`` (``PlayerFlushed``, or ``PlaybackReported`` with ``final``) and,
+    optionally, ``speech_start`` and ``service_speech_start`` (``ServiceSpeechStarted``).
 
     Returns
     -------
@@ -185,19 +189,30 @@ def event_markers(events: Iterable[Mapping[str, Any]], *, speech_start: bool = T
     """
     out: list[Marker] = []
     seen_audio: set[str] = set()
+    # A reply may come as several AUDIO blocks, all but the last ending PARTIAL_TURN (§12): the next
+    # block, with no turn decision between, is the same reply and gets no first-audio marker.
+    continues = False
     for e in events:
         kind, t = e["kind"], e["t"]
         name: str | None = None
         cid = e.get("content_id")
+        if kind == "ContentEnded" and e.get("type") == "AUDIO" and e.get("role") == "ASSISTANT":
+            continues = e.get("stop_reason") == "PARTIAL_TURN"
         if kind == "UserSpeechStarted" and speech_start:
             name = "speech_start"
         elif kind == "UserSpeechEnded":
             name = "speech_end"
+        elif kind == "ServiceSpeechStarted" and speech_start:
+            name = "service_speech_start"
+        elif kind == "ServiceSpeechEnded":
+            name = "service_speech_end"
         elif kind == "Transcript" and e.get("role") == "USER" and e.get("stage") == "FINAL":
             name = "decision"
-        elif kind == "AudioOutput" and cid not in seen_audio:
+            continues = False
+        elif kind == "AudioOutput" and str(cid) not in seen_audio:
             seen_audio.add(str(cid))
-            name = "first_audio"
+            name = None if continues else "first_audio"
+            continues = False
         elif kind == "Interruption":
             name = "interruption"
         elif kind == "PlayerFlushed" or (kind == "PlaybackReported" and e.get("final")):

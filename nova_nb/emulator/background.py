@@ -47,6 +47,7 @@ class BackgroundEmulator:
         tls_dir: str | Path | None = None,
         admission: Admission | None = None,
         model_ids: Collection[str] | None = None,
+        refuse_retired: bool = False,
     ) -> None:
         # Constructed here so invalid options fail in the caller's thread, with its traceback.
         self.server = EmulatorServer(
@@ -58,6 +59,7 @@ class BackgroundEmulator:
             tls_dir=tls_dir,
             admission=admission,
             model_ids=model_ids,
+            refuse_retired=refuse_retired,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -45,7 +45,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..protocol import catalog, wire
 from ..protocol.rules import InputValidator, ServiceException
-from .conversation import OutputSide
+from .conversation import MODEL_TIMEOUT_MESSAGE, OutputSide, log_rejection
 from .server import ServerStream, StreamClosedError
 
 log = logging.getLogger("nova_nb.emulator.benchburst")
@@ -163,10 +163,7 @@ class BenchBurst(OutputSide):
                 if not done:
                     receive.cancel()
                     await self._stop_burst()
-                    await stream.send_exception(
-                        "modelTimeoutException",
-                        f"Session exceeded the maximum duration of {self.session_limit_s:g} seconds.",
-                    )
+                    await stream.send_exception("modelTimeoutException", MODEL_TIMEOUT_MESSAGE)
                     return
                 raw = receive.result()
                 if raw is None:
@@ -174,6 +171,7 @@ class BenchBurst(OutputSide):
                 try:
                     event = self.validator.receive(raw)
                 except ServiceException as exc:
+                    log_rejection(raw, exc)
                     await self._stop_burst()
                     await stream.send_exception(exc.exception_type, exc.message)
                     return

@@ -5,16 +5,24 @@
 :class:`~nova_nb.protocol.rules.InputValidator` (the service's exception
 types and messages), tracks audio time (samples received, so a client streaming faster than real time
 gets the same decisions), ends a user turn after the endpointing pause, and answers with the
-documented output sequence (docs/PROTOCOL.md §4)::
+structure of the real service (docs/PROTOCOL.md §4, §12, §13; public captures of Nova 2 sessions in
+the repository redstarh/OhMyEnglish, ``tests/harness/runs``, 2026)::
 
-    completionStart (once) → USER TEXT FINAL → ASSISTANT TEXT SPECULATIVE → ASSISTANT AUDIO chunks
-    → ASSISTANT TEXT FINAL → usageEvent … completionEnd (at session end)
+    usageEvent (the system prompt) … userSpeechStart → completionStart (first turn only)
+    → userSpeechEnd → USER TEXT FINAL (PARTIAL_TURN) → per sentence: ASSISTANT TEXT SPECULATIVE
+    (PARTIAL_TURN) → ASSISTANT AUDIO (PARTIAL_TURN; the last one END_TURN), sent ~5× faster than real
+    time → ASSISTANT TEXT FINAL per sentence, each when its playback would end … usageEvents throughout
+    … completionEnd (after the client's promptEnd)
+
+:class:`ServiceBehaviour` (``ConversationOptions.behaviour``) selects what the service is known to do
+at barge-in and in odd cases; :data:`BEHAVIOURS` names the presets, ``"gentle"`` being the simpler
+structure this emulator had first (one block per reply, END_TURN everywhere, no speech events).
 
 What the "model" hears and says comes from a :class:`Brain`: :class:`ScriptedBrain` (no speech
 models: it reports how long the user spoke and answers with a synthetic voice-like signal) or the
 speech engine. Barge-in: user speech while the reply would still be playing (in audio time: the
-reply's samples are laid out from the moment it started) stops generation, sends both interruption
-signals (§5), and the FINAL text covers only what was spoken.
+reply's samples are laid out from the moment it started) stops generation, sends the interruption
+signals the behaviour says (§5, §13.7), and the FINAL text covers only what was spoken.
 """
 
 from __future__ import annotations
@@ -23,13 +31,15 @@ import asyncio
 import json
 import logging
 import math
+import random
+import re
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import numpy as np
 
@@ -40,6 +50,8 @@ from ..protocol.rules import InputValidator, PromptSettings, ServiceException
 from .server import HttpError, RequestInfo, ServerStream
 
 log = logging.getLogger("nova_nb.emulator")
+#: One INFO line per input event the service rejects (``nova-nb emulator serve`` shows them on stderr).
+rejections = logging.getLogger("nova_nb.emulator.rejected")
 
 #: Nova 1 has no endpointing setting; the emulator uses the documented default (MEDIUM) for it.
 NOVA1_PAUSE_S = catalog.ENDPOINTING_PAUSE_S["MEDIUM"]
@@ -48,8 +60,80 @@ MIN_SPEECH_S = 0.15
 #: Audio kept from before the detected onset, and after the last speech frame, for recognition.
 PREROLL_S = 0.3
 POSTROLL_S = 0.25
-#: Output audio is sent in chunks of this length (the service sends chunks of tens of ms).
+#: Output audio is sent in chunks of about this length: the real service's average is ~2.6 KB, ~80 ms
+#: at 16 kHz, sizes varying, the last one possibly tiny (docs/PROTOCOL.md §13.5; captures).
 OUTPUT_CHUNK_S = 0.08
+#: The message the service ends a stream at its limit with (docs/PROTOCOL.md §13.9, observed).
+MODEL_TIMEOUT_MESSAGE: Final = "Model has timed out in processing the request. Try your request again."
+
+BargeIn = Literal["both", "audio-end-turn", "marker-only", "late-interrupted"]
+BARGE_IN_FORMS: Final[tuple[BargeIn, ...]] = ("both", "audio-end-turn", "marker-only", "late-interrupted")
+
+
+@dataclass(frozen=True)
+class ServiceBehaviour:
+    """What the emulated service does, where the real one is known to vary or to differ from its docs.
+
+    The default is the real service's structure as captured in 2026 (docs/PROTOCOL.md §12, §13 items
+    1–6). ``barge_in`` picks one of the forms seen at barge-in (§5, §13.7):
+
+    ``"both"``
+        the AUDIO block still being generated ends ``INTERRUPTED``; the FINAL text of the sentence cut
+        short carries the words heard and the marker ``{ "interrupted" : true }`` and ends
+        ``INTERRUPTED`` [doc: AWS sonic-output-events; peer: aws-samples]. When generation had already
+        finished (the usual case, at ~5× real time), the client sees the AUDIO block end ``END_TURN``
+        and later the TEXT block ``INTERRUPTED``, as Pipecat's ``llm.py`` notes.
+    ``"audio-end-turn"``
+        no marker; an AUDIO block still open ends ``END_TURN``, then the TEXT block ``INTERRUPTED``
+        (peer: Pipecat ``llm.py``, May 2026).
+    ``"marker-only"``
+        the marker is the only signal: no block ends ``INTERRUPTED`` (docs/PROTOCOL.md §5, §12; peer:
+        BerriAI/litellm issue 38253).
+    ``"late-interrupted"``
+        the reply ends as if it had been played (``END_TURN``), then a ``contentEnd`` ``INTERRUPTED``
+        comes for its last AUDIO block, already closed (peer: Strands ``bedrock.py``, 2026).
+    """
+
+    #: userSpeechStart/userSpeechEnd at the emulator's VAD decisions (§12, §13.1).
+    speech_events: bool = True
+    #: usageEvents from the setup on, cumulative, the first before completionStart (§13.2); False:
+    #: one usageEvent at the end of each reply.
+    usage_throughout: bool = True
+    #: True: per sentence a SPECULATIVE TEXT → AUDIO pair ending PARTIAL_TURN (the last AUDIO block
+    #: END_TURN), FINAL texts paced to playback and dropped if the prompt closes first, completionEnd
+    #: at promptEnd (§13.3, §13.4). False: one pair per reply, the AUDIO block open until playback
+    #: would end, then one FINAL text; completionEnd at sessionEnd.
+    sentence_blocks: bool = True
+    #: How USER text blocks end: PARTIAL_TURN on the service (§13.4; peer: Strands ``bedrock.py``).
+    user_text_stop: str = "PARTIAL_TURN"
+    #: Output audio pace, × real time (§13.5: ~5); 0 sends as fast as flow control allows.
+    audio_speed: float = 5.0
+    #: Chunks of varying size around :data:`OUTPUT_CHUNK_S` (§13.5); False: all of that size.
+    varied_chunks: bool = True
+    #: AUDIO contentStart's audioOutputConfiguration names the voice; the service's does not (§13.5).
+    voice_id_in_audio_start: bool = False
+    barge_in: BargeIn = "both"
+
+
+#: The named presets (``nova-nb emulator serve --behaviour NAME``); each passes the output-order
+#: machine (the emulator raises otherwise) and the provider's client handles each.
+BEHAVIOURS: Final[dict[str, ServiceBehaviour]] = {
+    "service": ServiceBehaviour(),
+    "audio-end-turn": ServiceBehaviour(barge_in="audio-end-turn"),
+    "marker-only": ServiceBehaviour(barge_in="marker-only"),
+    "late-interrupted": ServiceBehaviour(barge_in="late-interrupted"),
+    "no-speech-events": ServiceBehaviour(speech_events=False),
+    # The structure of the documentation's reading, which this emulator sent first.
+    "gentle": ServiceBehaviour(
+        speech_events=False,
+        usage_throughout=False,
+        sentence_blocks=False,
+        user_text_stop="END_TURN",
+        audio_speed=0.0,
+        varied_chunks=False,
+        voice_id_in_audio_start=True,
+    ),
+}
 
 
 class TurnDetector(Protocol):
@@ -156,6 +240,10 @@ class ConversationOptions:
     on_stream_end: Callable[[dict[str, Any]], None] | None = None
     #: Called with each finished conversation's transcript, for tests and the CLI.
     on_turn: Callable[[dict[str, Any]], None] | None = None
+    #: What the service does where it varies (see :class:`ServiceBehaviour`, :data:`BEHAVIOURS`).
+    behaviour: ServiceBehaviour = field(default_factory=ServiceBehaviour)
+    #: Called with (input event name, exception type, message) for each input the service rejects.
+    on_rejected: Callable[[str, str, str], None] | None = None
 
 
 @dataclass
@@ -168,8 +256,11 @@ class _Reply:
     text: str = ""
     total_out_samples: int | None = None  # known once synthesis finished
     sent_out_samples: int = 0
+    first_audio_wall: float | None = None  # when the first audioOutput went out (for pacing)
     heard_out_samples: int | None = None  # set on barge-in: how much of the reply the user heard
     interrupted: bool = False
+    closed: bool = False  # the client ended the prompt: nothing more of this reply is sent
+    tick: asyncio.Event = field(default_factory=asyncio.Event)  # input audio arrived (audio time moved)
     finished: asyncio.Event = field(default_factory=asyncio.Event)  # playback over or interrupted
     task: asyncio.Task[None] | None = None
 
@@ -180,7 +271,10 @@ class OutputSide:
 
     def __init__(self) -> None:
         self.session_id = str(uuid.uuid4())
-        self.completion_id: str | None = None
+        # The id exists before completionStart: usageEvents sent earlier already carry it (§13.2).
+        self.completion_id = str(uuid.uuid4())
+        self.completion_started = False
+        self.completion_ended = False
         self.validator: InputValidator | None = None
         self.stream: ServerStream | None = None
         self._send_lock = asyncio.Lock()
@@ -189,7 +283,7 @@ class OutputSide:
         self.order = OutputOrder(allow_unknown=False)
 
     def _ids(self) -> dict[str, Any]:
-        assert self.validator is not None and self.completion_id is not None
+        assert self.validator is not None
         return {
             "session_id": self.session_id,
             "prompt_name": self.validator.settings.prompt_name,
@@ -202,10 +296,17 @@ class OutputSide:
             self.order.require_event(event)
             await self.stream.send_event(event)
 
+    def _completion_start(self) -> dict[str, Any] | None:
+        """The prompt's one completionStart, the first time it is asked for (§13.3)."""
+        if self.completion_started:
+            return None
+        self.completion_started = True
+        return wire.completion_start(**self._ids())
+
     async def _ensure_completion(self) -> None:
-        if self.completion_id is None:
-            self.completion_id = str(uuid.uuid4())
-            await self._send(wire.completion_start(**self._ids()))
+        event = self._completion_start()
+        if event is not None:
+            await self._send(event)
 
     async def _end_completion(self) -> None:
         """completionEnd (END_TURN) at the end of the session, if a completion started.
@@ -214,8 +315,9 @@ class OutputSide:
         every block closed before completionEnd (docs/PROTOCOL.md §4): close it first, with END_TURN,
         as the service ends an AUDIO block that was cut short (Pipecat's client code notes this).
         """
-        if self.completion_id is None:
+        if not self.completion_started or self.completion_ended:
             return
+        self.completion_ended = True
         ids = self._ids()
         for cid, block in list(self.order.open_blocks.items()):
             end = wire.output_content_end(**ids, content_id=cid, type=block.type, stop_reason="END_TURN")
@@ -249,6 +351,12 @@ class Conversation(OutputSide):
         self._early_asr: tuple[int, asyncio.Future[str]] | None = None
         self._tool_results: dict[str, asyncio.Future[str]] = {}
         self._open_tool_blocks: dict[str, str] = {}
+        self.behaviour = self.options.behaviour
+        # Events decided while handling input (speech boundaries), sent before anything else.
+        self._outbox: list[dict[str, Any]] = []
+        self._setup_counted = False
+        # Chunk sizes vary as the service's do (§13.5), the same way on every run.
+        self._chunk_rng = random.Random(0)
 
     # -- output helpers ------------------------------------------------------------------------
 
@@ -301,10 +409,7 @@ class Conversation(OutputSide):
                     await self._stop_reply()
                     if time.monotonic() >= deadline:
                         # The service ends a stream at its limit with modelTimeoutException (§1).
-                        await stream.send_exception(
-                            "modelTimeoutException",
-                            f"Session exceeded the maximum duration of {limit:g} seconds.",
-                        )
+                        await stream.send_exception("modelTimeoutException", MODEL_TIMEOUT_MESSAGE)
                     else:
                         await stream.send_exception(
                             "validationException", "Timed out waiting for input events"
@@ -319,6 +424,9 @@ class Conversation(OutputSide):
                 try:
                     event = self.validator.receive(raw)
                 except ServiceException as exc:
+                    log_rejection(raw, exc)
+                    if self.options.on_rejected is not None:
+                        self.options.on_rejected(_event_name(raw), exc.exception_type, exc.message)
                     await self._stop_reply()
                     await stream.send_exception(exc.exception_type, exc.message)
                     return
@@ -345,6 +453,17 @@ class Conversation(OutputSide):
             return True
         return False
 
+    async def _close_prompt(self) -> None:
+        """promptEnd: what the reply has not sent yet is never sent (its FINAL texts, §13.4); the
+        completion ends now, after the client's promptEnd, not before (§13.3)."""
+        reply = self.reply
+        if reply is not None and reply.task is not None and not reply.task.done():
+            reply.closed = True
+            reply.finished.set()
+            reply.tick.set()
+            await asyncio.wait({reply.task}, timeout=10)
+        await self._end_completion()
+
     async def _finish(self) -> None:
         """Client sent sessionEnd (or ended input): finish the reply, close the completion, end."""
         if self.reply is not None and self.reply.task is not None:
@@ -356,6 +475,20 @@ class Conversation(OutputSide):
     async def _handle(self, name: str, body: dict[str, Any], event: Any) -> None:
         if name == wire.AUDIO_INPUT:
             self._on_audio(np.frombuffer(wire.decode_audio(body), dtype="<i2"))
+            # Speech boundaries decided on this frame go out now, before the reply it may have
+            # started sends anything: the send lock is taken in this order (§12 order).
+            while self._outbox:
+                await self._send(self._outbox.pop(0))
+        elif name == wire.CONTENT_START and event.content_type == "AUDIO" and not self._setup_counted:
+            # The setup is in: the service's first usageEvent counts the system prompt and history,
+            # before any completionStart (§13.2).
+            self._setup_counted = True
+            if self.behaviour.usage_throughout:
+                settings = self.validator.settings if self.validator is not None else None
+                texts = [settings.system_prompt, *(t for _, t in settings.history)] if settings else []
+                await self._usage({"textTokens": sum(_text_tokens(t) for t in texts)}, {})
+        elif name == wire.PROMPT_END and self.behaviour.sentence_blocks:
+            await self._close_prompt()
         elif name == wire.TEXT_INPUT and event.interactive and event.role == "USER":
             self._pending_text.setdefault(body["contentName"], []).append(body["content"])
         elif name == wire.CONTENT_END and body.get("contentName") in self._pending_text:
@@ -393,8 +526,22 @@ class Conversation(OutputSide):
             self._speech_samples += frame.size
             if not self._in_speech and self._speech_samples >= MIN_SPEECH_S * rate:
                 self._in_speech = True
+                onset = self.samples_received - self._speech_samples
+                if self.behaviour.speech_events:
+                    # userSpeechStart at the VAD's decision, with where the speech began; the prompt's
+                    # one completionStart follows the first one (§12, §13.1, §13.3).
+                    self._outbox.append(
+                        wire.user_speech_start(
+                            session_id=self.session_id,
+                            prompt_name=self.validator.settings.prompt_name,
+                            input_audio_offset_ms=_ms(onset, rate),
+                        )
+                    )
+                    start = self._completion_start()
+                    if start is not None:
+                        self._outbox.append(start)
                 # Barge-in onset: where the speech began, in audio time.
-                self._interrupt(self.samples_received - self._speech_samples)
+                self._interrupt(onset)
         elif in_turn:
             self._silence_samples += frame.size
         if speech or in_turn:
@@ -404,6 +551,8 @@ class Conversation(OutputSide):
             while sum(f.size for f in self._preroll) - self._preroll[0].size >= PREROLL_S * rate:
                 self._preroll.popleft()
         self._check_playback_end()
+        if self.reply is not None:
+            self.reply.tick.set()
         if not speech and self._speech_samples and not self._in_speech and self._silence_samples > 0.3 * rate:
             # A blip too short to be speech: forget it.
             self._reset_turn()
@@ -417,6 +566,16 @@ class Conversation(OutputSide):
             length = self._turn_length(postroll)
             pcm = np.concatenate(self._turn_audio)[:length]
             early = self._early_asr
+            if self.behaviour.speech_events:
+                # userSpeechEnd: where the speech ended, and where the pause decided it (§13.1).
+                self._outbox.append(
+                    wire.user_speech_end(
+                        session_id=self.session_id,
+                        prompt_name=self.validator.settings.prompt_name,
+                        input_audio_offset_ms=_ms(self.samples_received - self._silence_samples, rate),
+                        input_audio_detection_offset_ms=_ms(self.samples_received, rate),
+                    )
+                )
             self._reset_turn()
             transcript = early[1] if early is not None and early[0] == length else None
             self._start_reply(pcm, typed=False, transcript=transcript)
@@ -498,10 +657,13 @@ class Conversation(OutputSide):
     ) -> None:
         assert self.validator is not None
         settings = self.validator.settings
+        b = self.behaviour
         try:
             if previous is not None and previous.task is not None:
                 # The previous reply must finish its event sequence before this one starts.
                 await asyncio.wait({previous.task}, timeout=10)
+            if reply.closed:
+                return
             await self._ensure_completion()
             decided_at = reply.start_wall
             if typed:
@@ -514,91 +676,23 @@ class Conversation(OutputSide):
                     user_text = await asyncio.to_thread(
                         self.brain.transcribe, heard, settings.input_sample_rate, settings
                     )
-                await self._text_block("USER", "FINAL", user_text)
+                await self._text_block("USER", "FINAL", user_text, stop=b.user_text_stop)
+                if b.usage_throughout:
+                    in_rate = settings.input_sample_rate
+                    speech = int(25 * heard.size / in_rate)
+                    await self._usage({"speechTokens": speech, "textTokens": _text_tokens(user_text)}, {})
             tool_answer = await self._maybe_call_tool(user_text)
             if tool_answer is not None:
                 text = tool_answer
             else:
                 text = await asyncio.to_thread(self.brain.reply, user_text, settings)
             reply.text = text
-            await self._text_block("ASSISTANT", "SPECULATIVE", text, stop="PARTIAL_TURN")
-            ids = self._ids()
-            cid = reply.content_id
-            await self._send(
-                wire.output_content_start(
-                    **ids, content_id=cid, type="AUDIO", role="ASSISTANT",
-                    sample_rate=settings.output_sample_rate, voice_id=settings.voice_id,
-                )
-            )  # fmt: skip
-            if self.faults.first_audio_delay_s:
-                await asyncio.sleep(self.faults.first_audio_delay_s)
-            first_audio_at: float | None = None
-            chunk_samples = int(OUTPUT_CHUNK_S * settings.output_sample_rate)
-            produced = 0
-            async for piece in _in_thread(self.brain.speak(text, settings)):
-                produced += piece.size
-                for start in range(0, piece.size, chunk_samples):
-                    if reply.interrupted:
-                        break
-                    chunk = piece[start : start + chunk_samples]
-                    await self._send(
-                        wire.audio_output(**ids, content_id=cid, pcm=chunk.astype("<i2").tobytes())
-                    )
-                    first_audio_at = first_audio_at or time.monotonic()
-                    reply.sent_out_samples += chunk.size
-                    await asyncio.sleep(0)  # let input (and barge-in) through between chunks
-                if reply.interrupted:
-                    break
-            reply.total_out_samples = (
-                produced if not reply.interrupted else max(produced, reply.sent_out_samples)
-            )
-            # Generation ran ahead of playback; the turn ends when playback would end, in audio time
-            # (or in wall time, for a client that stopped streaming), unless the user barges in.
-            self._check_playback_end()
-            out_rate = settings.output_sample_rate
-            remaining_wall = reply.start_wall + (reply.total_out_samples or 0) / out_rate - time.monotonic()
-            if not reply.finished.is_set():
-                waiter = asyncio.ensure_future(reply.finished.wait())
-                try:
-                    await asyncio.wait({waiter}, timeout=max(remaining_wall, 0) + 0.05)
-                finally:
-                    waiter.cancel()  # also when this reply is cancelled meanwhile
-            reply.finished.set()
-            if reply.interrupted:
-                # Both barge-in signals (§5): the audio block ends INTERRUPTED, and the FINAL text says
-                # what was actually heard, followed by the interrupted marker.
-                heard_fraction = (reply.heard_out_samples or 0) / max(reply.total_out_samples or 0, 1)
-                final_text = _spoken_prefix(text, heard_fraction)
-                await self._send(
-                    wire.output_content_end(**ids, content_id=cid, type="AUDIO", stop_reason="INTERRUPTED")
-                )
-                tid = str(uuid.uuid4())
-                await self._send(
-                    wire.output_content_start(
-                        **ids, content_id=tid, type="TEXT", role="ASSISTANT", generation_stage="FINAL"
-                    )
-                )
-                if final_text:
-                    await self._send(
-                        wire.text_output(**ids, content_id=tid, role="ASSISTANT", content=final_text)
-                    )
-                await self._send(
-                    wire.text_output(
-                        **ids, content_id=tid, role="ASSISTANT", content=wire.INTERRUPTED_MARKER_TEXT
-                    )
-                )
-                await self._send(
-                    wire.output_content_end(**ids, content_id=tid, type="TEXT", stop_reason="INTERRUPTED")
-                )
-                spoken_samples = reply.heard_out_samples or 0
+            if b.sentence_blocks:
+                final_text, first_audio_at = await self._speak_sentences(reply, text)
             else:
-                await self._send(
-                    wire.output_content_end(**ids, content_id=cid, type="AUDIO", stop_reason="END_TURN")
-                )
-                await self._text_block("ASSISTANT", "FINAL", text)
-                final_text = text
-                spoken_samples = reply.total_out_samples or 0
-            await self._send_usage(user_text, final_text, heard, spoken_samples)
+                final_text, first_audio_at = await self._speak_whole(reply, text)
+                spoken = reply.heard_out_samples if reply.interrupted else reply.total_out_samples
+                await self._send_usage(user_text, final_text, heard, spoken or 0)
             record = {
                 "user_text": user_text,
                 "reply_text": text,
@@ -618,6 +712,213 @@ class Conversation(OutputSide):
                 await self.stream.send_exception(
                     "internalServerException", "The emulator failed to produce a reply."
                 )
+
+    def _chunk_sizes(self, rate: int) -> Iterator[int]:
+        """Samples per audioOutput: ~80 ms, varying between ~40 and ~120 ms when the behaviour says
+        so (§13.5), always the same sequence (a seeded generator)."""
+        base = int(OUTPUT_CHUNK_S * rate)
+        while True:
+            yield int(base * self._chunk_rng.uniform(0.5, 1.5)) if self.behaviour.varied_chunks else base
+
+    async def _stream_audio(self, reply: _Reply, cid: str, text: str) -> tuple[int, float | None]:
+        """Synthesize ``text`` into the open AUDIO block ``cid``, paced at ``audio_speed`` × real time.
+
+        Returns the samples produced and when the first chunk went out. Stops at a barge-in or when
+        the prompt closes.
+        """
+        assert self.validator is not None
+        settings = self.validator.settings
+        rate = settings.output_sample_rate
+        speed = self.behaviour.audio_speed
+        ids = self._ids()
+        sizes = self._chunk_sizes(rate)
+        first: float | None = None
+        produced = 0
+        pending = np.zeros(0, np.int16)
+        async for piece in _in_thread(self.brain.speak(text, settings)):
+            produced += piece.size
+            pending = np.concatenate([pending, piece]) if pending.size else piece
+            while pending.size and not (reply.interrupted or reply.closed):
+                size = next(sizes)
+                if pending.size < size:
+                    break  # wait for more synthesis, unless this is the end (below)
+                await self._send_chunk(reply, cid, ids, pending[:size], speed, rate)
+                first = first or time.monotonic()
+                pending = pending[size:]
+            if reply.interrupted or reply.closed:
+                break
+        if pending.size and not (reply.interrupted or reply.closed):
+            # The rest: the service's last chunk of a block can be tiny (§13.5).
+            await self._send_chunk(reply, cid, ids, pending, speed, rate)
+            first = first or time.monotonic()
+        return produced, first
+
+    async def _send_chunk(
+        self, reply: _Reply, cid: str, ids: dict[str, Any], chunk: np.ndarray, speed: float, rate: int
+    ) -> None:
+        if speed > 0:
+            if reply.first_audio_wall is None:
+                reply.first_audio_wall = time.monotonic()
+            due = reply.first_audio_wall + reply.sent_out_samples / rate / speed
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await self._send(wire.audio_output(**ids, content_id=cid, pcm=chunk.astype("<i2").tobytes()))
+        reply.sent_out_samples += chunk.size
+        await asyncio.sleep(0)  # let input (and barge-in) through between chunks
+
+    def _audio_start(self, cid: str) -> dict[str, Any]:
+        assert self.validator is not None
+        settings = self.validator.settings
+        voice = settings.voice_id if self.behaviour.voice_id_in_audio_start else None
+        return wire.output_content_start(
+            **self._ids(), content_id=cid, type="AUDIO", role="ASSISTANT",
+            sample_rate=settings.output_sample_rate, voice_id=voice,
+        )  # fmt: skip
+
+    async def _played(self, reply: _Reply, out_samples: int) -> None:
+        """Wait until ``out_samples`` of the reply would have been played: in audio time (input
+        samples since the reply started), or in wall time for a client that stopped streaming; or
+        until the reply is interrupted or its prompt closed."""
+        assert self.validator is not None
+        rate = self.validator.settings.output_sample_rate
+        while not reply.finished.is_set():
+            if self.samples_received >= reply.start_sample + self._out_to_in(out_samples):
+                return
+            remaining = reply.start_wall + out_samples / rate - time.monotonic()
+            if remaining <= 0:
+                return
+            reply.tick.clear()
+            waiter = asyncio.ensure_future(reply.tick.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=remaining + 0.05)
+            finally:
+                waiter.cancel()
+
+    async def _speak_sentences(self, reply: _Reply, text: str) -> tuple[str, float | None]:
+        """The service's structure (§13.4): per sentence SPECULATIVE TEXT → AUDIO, every block ending
+        PARTIAL_TURN but the last AUDIO block (END_TURN); then the FINAL texts, each when its
+        sentence's playback would end. Returns the text spoken and when the first audio went out."""
+        ids = self._ids()
+        sentences = _sentences(text)
+        ends: list[int] = []  # reply samples at the end of each sentence's audio
+        first_audio_at: float | None = None
+        open_audio: str | None = None
+        last_audio: str | None = None
+        for i, sentence in enumerate(sentences):
+            if reply.interrupted or reply.closed:
+                break
+            await self._text_block("ASSISTANT", "SPECULATIVE", sentence, stop="PARTIAL_TURN")
+            if self.behaviour.usage_throughout:
+                await self._usage({}, {"textTokens": _text_tokens(sentence)})
+            cid = open_audio = last_audio = reply.content_id = str(uuid.uuid4())
+            await self._send(self._audio_start(cid))
+            if i == 0 and self.faults.first_audio_delay_s:
+                await asyncio.sleep(self.faults.first_audio_delay_s)
+            before = reply.sent_out_samples
+            _, first = await self._stream_audio(reply, cid, sentence)
+            first_audio_at = first_audio_at or first
+            ends.append(reply.sent_out_samples)
+            if reply.interrupted or reply.closed:
+                break
+            stop = "END_TURN" if i == len(sentences) - 1 else "PARTIAL_TURN"
+            await self._send(wire.output_content_end(**ids, content_id=cid, type="AUDIO", stop_reason=stop))
+            open_audio = None
+            if self.behaviour.usage_throughout:
+                out_rate = self.validator.settings.output_sample_rate if self.validator else 24000
+                await self._usage(
+                    {}, {"speechTokens": int(25 * (reply.sent_out_samples - before) / out_rate)}
+                )
+        reply.total_out_samples = reply.sent_out_samples
+        self._check_playback_end()
+        # FINAL texts, paced to playback (captures: 0.9–16 s after the audio, §13.4).
+        spoken: list[str] = []
+        for i, sentence in enumerate(sentences[: len(ends)]):
+            await self._played(reply, ends[i])
+            if reply.closed:
+                break  # never sent once the prompt is closed (§13.4)
+            heard = reply.heard_out_samples if reply.interrupted else None
+            if heard is not None and heard < ends[i]:
+                start = ends[i - 1] if i else 0
+                words = _spoken_prefix(sentence, (heard - start) / max(ends[i] - start, 1))
+                if words:
+                    spoken.append(words)
+                await self._barge_in(ids, open_audio, last_audio, words)
+                open_audio = None
+                break
+            await self._text_block("ASSISTANT", "FINAL", sentence, stop="PARTIAL_TURN")
+            spoken.append(sentence)
+        if open_audio is not None:
+            # The prompt closed mid-generation: the block ends as the service ends a cut block.
+            await self._send(
+                wire.output_content_end(**ids, content_id=open_audio, type="AUDIO", stop_reason="END_TURN")
+            )
+        reply.finished.set()
+        return " ".join(spoken), first_audio_at
+
+    async def _barge_in(
+        self, ids: dict[str, Any], open_audio: str | None, last_audio: str | None, words: str
+    ) -> None:
+        """The signals of a barge-in, in the behaviour's form (see :class:`ServiceBehaviour`)."""
+        form = self.behaviour.barge_in
+        if open_audio is not None:
+            stop = "INTERRUPTED" if form == "both" else "END_TURN"
+            await self._send(
+                wire.output_content_end(**ids, content_id=open_audio, type="AUDIO", stop_reason=stop)
+            )
+        tid = str(uuid.uuid4())
+        await self._send(
+            wire.output_content_start(
+                **ids, content_id=tid, type="TEXT", role="ASSISTANT", generation_stage="FINAL"
+            )
+        )
+        if words:
+            await self._send(wire.text_output(**ids, content_id=tid, role="ASSISTANT", content=words))
+        if form in ("both", "marker-only"):
+            marker = wire.INTERRUPTED_MARKER_TEXT
+            await self._send(wire.text_output(**ids, content_id=tid, role="ASSISTANT", content=marker))
+        text_stop = {"both": "INTERRUPTED", "audio-end-turn": "INTERRUPTED"}.get(form, "PARTIAL_TURN")
+        await self._send(wire.output_content_end(**ids, content_id=tid, type="TEXT", stop_reason=text_stop))
+        if form == "late-interrupted" and last_audio is not None:
+            # After the response ended, an INTERRUPTED for its last AUDIO block, already closed.
+            await self._send(
+                wire.output_content_end(**ids, content_id=last_audio, type="AUDIO", stop_reason="INTERRUPTED")
+            )
+
+    async def _speak_whole(self, reply: _Reply, text: str) -> tuple[str, float | None]:
+        """The gentle structure: one SPECULATIVE text, one AUDIO block open until playback would end,
+        one FINAL text."""
+        assert self.validator is not None
+        settings = self.validator.settings
+        await self._text_block("ASSISTANT", "SPECULATIVE", text, stop="PARTIAL_TURN")
+        ids = self._ids()
+        cid = reply.content_id
+        await self._send(self._audio_start(cid))
+        if self.faults.first_audio_delay_s:
+            await asyncio.sleep(self.faults.first_audio_delay_s)
+        produced, first_audio_at = await self._stream_audio(reply, cid, text)
+        reply.total_out_samples = produced if not reply.interrupted else max(produced, reply.sent_out_samples)
+        # Generation ran ahead of playback; the turn ends when playback would end, in audio time
+        # (or in wall time, for a client that stopped streaming), unless the user barges in.
+        self._check_playback_end()
+        out_rate = settings.output_sample_rate
+        remaining_wall = reply.start_wall + (reply.total_out_samples or 0) / out_rate - time.monotonic()
+        if not reply.finished.is_set():
+            waiter = asyncio.ensure_future(reply.finished.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=max(remaining_wall, 0) + 0.05)
+            finally:
+                waiter.cancel()  # also when this reply is cancelled meanwhile
+        reply.finished.set()
+        if reply.interrupted:
+            # The FINAL text says what was actually heard; the signals follow the behaviour (§5).
+            heard_fraction = (reply.heard_out_samples or 0) / max(reply.total_out_samples or 0, 1)
+            final_text = _spoken_prefix(text, heard_fraction)
+            await self._barge_in(ids, cid, cid, final_text)
+            return final_text, first_audio_at
+        await self._send(wire.output_content_end(**ids, content_id=cid, type="AUDIO", stop_reason="END_TURN"))
+        await self._text_block("ASSISTANT", "FINAL", text)
+        return text, first_audio_at
 
     async def _maybe_call_tool(self, user_text: str) -> str | None:
         """If the turn asks for a configured tool: TOOL block, wait for the toolResult, answer from it.
@@ -650,23 +951,30 @@ class Conversation(OutputSide):
         return f"{tool} says: {_describe(result)}."
 
     async def _send_usage(self, user_text: str, spoken: str, heard: Any, out_samples: int) -> None:
+        """The gentle structure's one usageEvent per reply."""
         assert self.validator is not None
         # Token estimates: ~4 characters per text token; ~25 speech tokens per second of audio.
         in_rate = self.validator.settings.input_sample_rate
         out_rate = self.validator.settings.output_sample_rate
         d_in = {
             "speechTokens": int(25 * heard.size / in_rate) if isinstance(heard, np.ndarray) else 0,
-            "textTokens": math.ceil(len(user_text) / 4),
+            "textTokens": _text_tokens(user_text),
         }
-        d_out = {"speechTokens": int(25 * out_samples / out_rate), "textTokens": math.ceil(len(spoken) / 4)}
-        for total, delta in ((self._usage_in, d_in), (self._usage_out, d_out)):
+        d_out = {"speechTokens": int(25 * out_samples / out_rate), "textTokens": _text_tokens(spoken)}
+        await self._usage(d_in, d_out)
+
+    async def _usage(self, d_in: dict[str, int], d_out: dict[str, int]) -> None:
+        """A usageEvent: this delta and the running totals (cumulative, §12, §13.2)."""
+        delta_in = {k: d_in.get(k, 0) for k in self._usage_in}
+        delta_out = {k: d_out.get(k, 0) for k in self._usage_out}
+        for total, delta in ((self._usage_in, delta_in), (self._usage_out, delta_out)):
             for k in total:
                 total[k] += delta[k]
         await self._send(
             wire.usage_event(
                 **self._ids(),
-                delta_input=d_in,
-                delta_output=d_out,
+                delta_input=delta_in,
+                delta_output=delta_out,
                 total_input=self._usage_in,
                 total_output=self._usage_out,
             )
@@ -712,6 +1020,38 @@ async def _in_thread(iterator: Iterator[np.ndarray]) -> AsyncIterator[np.ndarray
             while not queue.empty():
                 queue.get_nowait()
             await asyncio.sleep(0.001)
+
+
+def _text_tokens(text: str) -> int:
+    """Text tokens, estimated at ~4 characters each."""
+    return math.ceil(len(text) / 4)
+
+
+def _ms(samples: int, rate: int) -> int:
+    return int(samples * 1000 / rate)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def _sentences(text: str) -> list[str]:
+    """``text`` cut after each sentence's final punctuation: the service speaks a reply as about one
+    SPECULATIVE TEXT → AUDIO pair per sentence (§13.4)."""
+    parts = [p for p in _SENTENCE_END.split(text.strip()) if p]
+    return parts or [text]
+
+
+def log_rejection(raw: bytes, exc: ServiceException) -> None:
+    """Log an input event the service rejects: its name, the exception type, the message."""
+    rejections.info("rejected %s: %s: %s", _event_name(raw), exc.exception_type, exc.message)
+
+
+def _event_name(raw: bytes) -> str:
+    """The name of an input event, for logs; ``?`` when it does not parse."""
+    try:
+        return wire.split_event(raw)[0]
+    except Exception:
+        return "?"
 
 
 def _spoken_prefix(text: str, fraction: float) -> str:

@@ -700,7 +700,11 @@ class EmulatorServer:
 
     ``handler`` is called once per accepted stream; when it returns, the server ends the stream if
     the handler did not. ``admission`` may refuse a call at open with any HTTP-level error.
-    ``model_ids`` defaults to the models of the catalog (§1).
+    ``model_ids`` defaults to the models of the catalog (§1). ``refuse_retired=True`` also refuses
+    the models the catalog says are retired today (Nova Sonic v1 since 2026-09-14, §12), the way the
+    service refuses an unknown id. Off by default: whether the service refuses a model past its end of
+    life on every account is not observed (some may still reach it), and the emulator is where Nova 1
+    behaviour can still be tested.
     """
 
     def __init__(
@@ -714,6 +718,7 @@ class EmulatorServer:
         tls_dir: str | Path | None = None,
         admission: Admission | None = None,
         model_ids: Collection[str] | None = None,
+        refuse_retired: bool = False,
     ) -> None:
         if host != LOOPBACK:
             raise ConfigError(
@@ -731,6 +736,9 @@ class EmulatorServer:
         self.model_ids: frozenset[str] = (
             frozenset(model_ids) if model_ids is not None else frozenset(catalog.MODELS)
         )
+        self.refuse_retired = refuse_retired
+        if refuse_retired:
+            self.model_ids -= frozenset(catalog.models_with_status("retired"))
         self._tls_dir = Path(tls_dir) if tls_dir is not None else None
         self._temp_dir: Path | None = None
         self._tls_files: TlsFiles | None = None

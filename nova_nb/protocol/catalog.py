@@ -7,14 +7,44 @@ the project's protocol notes (docs/PROTOCOL.md) or the AWS page it comes from.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Final, Literal
 
 NOVA_SONIC_V1: Final = "amazon.nova-sonic-v1:0"
 NOVA_2_SONIC: Final = "amazon.nova-2-sonic-v1:0"
-DEFAULT_MODEL_ID: Final = NOVA_2_SONIC
+#: Nova 2.5 Sonic's id has no ``-v1:0`` suffix (Pipecat 1.14, Strands 1.62, LiveKit 1.8.9; §12).
+NOVA_2_5_SONIC: Final = "amazon.nova-2-5-sonic"
+#: The current generation (§12): what the peer clients default to since October 2026.
+DEFAULT_MODEL_ID: Final = NOVA_2_5_SONIC
 
 Gender = Literal["feminine", "masculine"]
+#: "active": offered and current; "legacy": still served, end of life announced; "retired": past its
+#: end of life, calls should be expected to fail (Bedrock's model lifecycle terms).
+LifecycleStatus = Literal["active", "legacy", "retired"]
+LIFECYCLE_STATUSES: Final = ("active", "legacy", "retired")
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """Where a model is in its life, as published: status, launch, end of life, and the source.
+
+    ``status`` is the status the source gives; :meth:`status_on` is the status on a given day (a
+    legacy model past its end-of-life date is retired).
+    """
+
+    status: LifecycleStatus
+    #: ISO date, or only year-month where the source gives no day ("2025-03"); None if unknown.
+    launched: str | None
+    end_of_life: dt.date | None
+    source: str
+
+    def status_on(self, day: dt.date | None = None) -> LifecycleStatus:
+        """The status on ``day`` (default: today, UTC)."""
+        day = day or dt.datetime.now(dt.UTC).date()
+        if self.end_of_life is not None and day >= self.end_of_life:
+            return "retired"
+        return self.status
 
 
 @dataclass(frozen=True)
@@ -40,6 +70,11 @@ class Model:
     turn_detection: bool
     #: Nova 2 accepts interactive USER TEXT blocks mid-session (cross-modal input).
     cross_modal_text: bool
+    lifecycle: Lifecycle
+
+    def status_on(self, day: dt.date | None = None) -> LifecycleStatus:
+        """The model's lifecycle status on ``day`` (default: today, UTC)."""
+        return self.lifecycle.status_on(day)
 
     def voices_for(self, language: str) -> list[str]:
         """Voice ids of this model that speak ``language`` (polyglot voices included)."""
@@ -86,6 +121,11 @@ _V2_VOICES = _voices(
     Voice("leo", "masculine", ("pt-BR",)),
 )
 
+#: Nova 2's locales (AWS: sonic-language-support); Nova 2.5 has the same in the peer clients (§12).
+_V2_LOCALES: Final = (
+    "en-US", "en-GB", "en-AU", "en-IN", "fr-FR", "it-IT", "de-DE", "es-US", "pt-BR", "hi-IN",
+)  # fmt: skip
+
 MODELS: Final[dict[str, Model]] = {
     NOVA_SONIC_V1: Model(
         id=NOVA_SONIC_V1,
@@ -94,14 +134,47 @@ MODELS: Final[dict[str, Model]] = {
         locales=("en-US", "en-GB", "fr-FR", "it-IT", "de-DE", "es-US"),
         turn_detection=False,
         cross_modal_text=False,
+        # Bedrock's model card: launched March 2025, Legacy, end of life 2026-09-14. After that date
+        # calls should be expected to fail (§12).
+        lifecycle=Lifecycle(
+            status="legacy",
+            launched="2025-03",
+            end_of_life=dt.date(2026, 9, 14),
+            source="Bedrock user guide, model-card-amazon-nova-sonic",
+        ),
     ),
     NOVA_2_SONIC: Model(
         id=NOVA_2_SONIC,
         name="Amazon Nova 2 Sonic",
         voices=_V2_VOICES,
-        locales=("en-US", "en-GB", "en-AU", "en-IN", "fr-FR", "it-IT", "de-DE", "es-US", "pt-BR", "hi-IN"),
+        locales=_V2_LOCALES,
         turn_detection=True,
         cross_modal_text=True,
+        # No end of life announced in any source read here; the launch date is not in them either.
+        lifecycle=Lifecycle(
+            status="active",
+            launched=None,
+            end_of_life=None,
+            source="AWS Nova 2 user guide (sonic-language-support); no lifecycle page read",
+        ),
+    ),
+    # Nova 2.5 Sonic: GA 2026-10-05. Same protocol, turn-detection setting, cross-modal text, voices
+    # and locales as Nova 2 in Pipecat 1.14, Strands 1.62 and LiveKit 1.8.9 (October 2026). These facts
+    # come from those clients and a third-party summary (refreshed 2026-10-09): no AWS page about 2.5
+    # was readable here, so re-check them against AWS's model card when it can be read (§12).
+    NOVA_2_5_SONIC: Model(
+        id=NOVA_2_5_SONIC,
+        name="Amazon Nova 2.5 Sonic",
+        voices=_V2_VOICES,
+        locales=_V2_LOCALES,
+        turn_detection=True,
+        cross_modal_text=True,
+        lifecycle=Lifecycle(
+            status="active",
+            launched="2026-10-05",
+            end_of_life=None,
+            source="third-party summary (2026-10-09); Pipecat 1.14, Strands 1.62, LiveKit 1.8.9",
+        ),
     ),
 }
 
@@ -186,6 +259,38 @@ RECOVERABLE_MESSAGES: Final = (
     "System instability detected",
     "Timed out waiting for input events",
 )
+
+
+def models_with_status(status: LifecycleStatus, day: dt.date | None = None) -> tuple[str, ...]:
+    """Ids of the models whose lifecycle status on ``day`` (default: today, UTC) is ``status``."""
+    return tuple(mid for mid, m in MODELS.items() if m.status_on(day) == status)
+
+
+def current_models(day: dt.date | None = None) -> tuple[str, ...]:
+    """Ids of the models still active on ``day``, newest launch first (undated ones last)."""
+    active = [m for m in MODELS.values() if m.status_on(day) == "active"]
+    active.sort(key=lambda m: m.lifecycle.launched or "", reverse=True)
+    return tuple(m.id for m in active)
+
+
+def lifecycle_warning(model_id: str, day: dt.date | None = None) -> str | None:
+    """What to tell a user who chose ``model_id``: None for an active model, else a sentence naming
+    the status, the end-of-life date, its source and what to use instead."""
+    model = MODELS[model_id]
+    life = model.lifecycle
+    status = life.status_on(day)
+    if status == "active":
+        return None
+    instead = f"use {DEFAULT_MODEL_ID!r} ({MODELS[DEFAULT_MODEL_ID].name}) instead"
+    eol = life.end_of_life.isoformat() if life.end_of_life is not None else "not announced"
+    if status == "retired":
+        return (
+            f"model {model_id!r} ({model.name}) is retired: its end of life was {eol} ({life.source}). "
+            f"Calls to it should be expected to fail unless your account still has it; {instead}."
+        )
+    return (
+        f"model {model_id!r} ({model.name}) is legacy: its end of life is {eol} ({life.source}); {instead}."
+    )
 
 
 def default_voice(model_id: str, language: str) -> str:

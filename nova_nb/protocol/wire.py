@@ -40,7 +40,7 @@ COMPLETION_END: Final = "completionEnd"
 USAGE_EVENT: Final = "usageEvent"
 #: Nova 2's speech-boundary events: not on the AWS pages, but present in captured real sessions
 #: (userSpeechStart → completionStart → userSpeechEnd → USER TEXT …; peer: BerriAI/litellm issue 38346,
-#: 2026). Parsed leniently; ``nova_nb`` passes them on as ``UnknownEvent``.
+#: 2026). The provider's client parses them leniently, as the service's speech start and end.
 USER_SPEECH_START: Final = "userSpeechStart"
 USER_SPEECH_END: Final = "userSpeechEnd"
 
@@ -404,6 +404,36 @@ def completion_end(
     body = _ids(session_id, prompt_name, completion_id)
     body["stopReason"] = stop_reason
     return _wrap("completionEnd", body)
+
+
+def user_speech_start(*, session_id: str, prompt_name: str, input_audio_offset_ms: int) -> Event:
+    """``userSpeechStart``: the service heard the user start speaking, ``input_audio_offset_ms`` into the
+    input audio (counted from the start of the stream). No ``completionId`` (docs/PROTOCOL.md §12;
+    public capture redstarh/OhMyEnglish ``N1-nova-protocol.json``, 2026)."""
+    return _wrap(
+        USER_SPEECH_START,
+        {
+            "inputAudioOffsetMs": int(input_audio_offset_ms),
+            "promptName": prompt_name,
+            "sessionId": session_id,
+        },
+    )
+
+
+def user_speech_end(
+    *, session_id: str, prompt_name: str, input_audio_offset_ms: int, input_audio_detection_offset_ms: int
+) -> Event:
+    """``userSpeechEnd``: where the speech ended in the input audio, and where the service decided it had
+    (``inputAudioDetectionOffsetMs``, later by the endpointing pause). No ``completionId`` (§12)."""
+    return _wrap(
+        USER_SPEECH_END,
+        {
+            "inputAudioOffsetMs": int(input_audio_offset_ms),
+            "inputAudioDetectionOffsetMs": int(input_audio_detection_offset_ms),
+            "promptName": prompt_name,
+            "sessionId": session_id,
+        },
+    )
 
 
 def usage_event(

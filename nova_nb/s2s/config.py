@@ -10,10 +10,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
+import sys
+import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any, Final, Literal, get_args
 
-from ..errors import ConfigError, UsageError, one_of
+from ..errors import ConfigError, NovaNbWarning, UsageError, one_of
 from ..protocol import catalog
 
 LatencyTarget = Literal["low", "medium", "high"]
@@ -81,6 +84,8 @@ class Config:
 
     provider: str = "amazon_nova"
     region: str = "us-east-1"
+    #: Default: the current generation, Nova 2.5 Sonic (docs/PROTOCOL.md §12). A legacy or retired
+    #: model is accepted with a NovaNbWarning (an account may still reach it), never refused here.
     model_id: str = catalog.DEFAULT_MODEL_ID
     #: Nova Sonic detects the spoken language itself; ``language`` picks the default voice and is
     #: checked against the voice's locales (polyglot voices speak all of the model's languages).
@@ -113,6 +118,8 @@ class Config:
     continuation_after_s: float = 6 * 60
     #: Reconnect after recoverable errors and silent resets, with the same replay; give up after this
     #: many failures in a row (a stream that stays up ``RECONNECT_HEALTHY_S`` resets the count).
+    #: ``reconnect_attempts`` also bounds the retries of a throttled or busy first open
+    #: (``start_streaming``), whatever ``reconnect`` says: 0 fails at the first refusal.
     reconnect: bool = True
     reconnect_attempts: int = 5
     replay_s: float = 3.0
@@ -134,6 +141,7 @@ class Config:
             # Validate with the caller's spelling (errors quote it), then store the wire form.
             object.__setattr__(self, "voice_id", validate_voice(self.model_id, self.language, self.voice_id))
         _validate(self)
+        _warn_lifecycle(self.model_id)
 
     def __repr__(self) -> str:
         shown = []
@@ -182,7 +190,7 @@ class Config:
 
 
 def default_config() -> Config:
-    """The defaults: Nova 2 Sonic in us-east-1, en-US, medium latency target, 16 kHz in, 24 kHz out."""
+    """The defaults: Nova 2.5 Sonic in us-east-1, en-US, medium latency target, 16 kHz in, 24 kHz out."""
     return Config()
 
 
@@ -231,6 +239,31 @@ def validate_voice(model_id: str, language: str, voice_id: str) -> str:
             f"{model.name} voices for {language}: {one_of(for_language)}."
         )
     return vid
+
+
+#: Frames the lifecycle warning looks past to point at the caller's line: nova_nb's own, dataclasses'
+#: ``replace`` and the generated ``__init__`` (whose code has no file). Walked by hand because
+#: ``warnings.warn(skip_file_prefixes=...)`` does not skip the ``<string>`` frame on Python 3.12.1.
+_WARNING_SKIP: Final = (
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    os.path.abspath(dataclasses.__file__),
+    "<string>",
+)
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning from :func:`_warn_lifecycle` name the user's line."""
+    level, frame = 2, sys._getframe(2)  # 1 = _warn_lifecycle, 2 = its caller
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_WARNING_SKIP):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _warn_lifecycle(model_id: str) -> None:
+    """Warn once per Config created with a legacy or retired model (catalog lifecycle, §12)."""
+    message = catalog.lifecycle_warning(model_id)
+    if message is not None:
+        warnings.warn(message, NovaNbWarning, stacklevel=_caller_stacklevel())
 
 
 def _is_number(value: object) -> bool:

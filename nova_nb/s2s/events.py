@@ -38,6 +38,39 @@ class CompletionStarted(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ServiceSpeechStarted(Event):
+    """The service says the user started speaking (``userSpeechStart``, Nova 2 and 2.5; §12).
+
+    The service's own voice activity detection, not the recorder's energy detector (whose lines are
+    ``UserSpeechStarted``/``UserSpeechEnded``). ``input_audio_offset_ms`` counts input audio from the
+    start of the stream, so it is on the stream's audio clock, not ``timestamp``'s. Every field but
+    ``timestamp`` may be None: the event is undocumented and parsed leniently; ``raw`` keeps the body.
+    """
+
+    input_audio_offset_ms: float | None = None
+    prompt_name: str | None = None
+    session_id: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceSpeechEnded(Event):
+    """The service says the user stopped speaking (``userSpeechEnd``; §12).
+
+    ``input_audio_offset_ms`` is where speech ended in the input audio, ``detection_offset_ms``
+    (``inputAudioDetectionOffsetMs``) where in the input audio the service had decided so (280–600 ms
+    later at MEDIUM, §12). ``timestamp`` is when the event arrived: the service's end of speech as the
+    client sees it, the start of its "service end of speech → first audio" figure (``s2s.turns``).
+    """
+
+    input_audio_offset_ms: float | None = None
+    detection_offset_ms: float | None = None
+    prompt_name: str | None = None
+    session_id: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Transcript(Event):
     """Text from the model: the user's speech as recognised (USER), or the reply (ASSISTANT).
 
@@ -149,7 +182,8 @@ class SessionClosed(Event):
 class Reconnecting(Event):
     """A recoverable failure (or the stream limit): the session is opening a new stream.
 
-    ``attempt`` counts failures in a row; ``delay_s`` is the backoff before this attempt.
+    ``attempt`` counts failures in a row; ``delay_s`` is the backoff before this attempt. Also published
+    for each retry of a first open the service throttled (before ``SessionStarted``).
     """
 
     code: str

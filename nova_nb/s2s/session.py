@@ -366,7 +366,9 @@ class S2SSession(abc.ABC):
             return
         rate = self.config.output_sample_rate
         if not self.enable_streaming:
-            audio = b"".join(self._turn_audio.pop(content_id, []))
+            # A reply may come as several AUDIO blocks, one per sentence, ending PARTIAL_TURN but the
+            # last (docs/PROTOCOL.md §13.4): the turn's audio is every block kept so far, in order.
+            audio = b"".join(b"".join(self._turn_audio.pop(cid)) for cid in list(self._turn_audio))
             self._put_audio(AudioOutputChunk(audio, now, True, None, rate, content_id))
             return
         items = self._audio.items

@@ -184,11 +184,19 @@ async def talk(
         if speech_end is None:
             return time.monotonic() - spoken.setdefault("at", time.monotonic()) > NO_SPEECH_WAIT_S
         last = builder.current
+        if last is None or last.end_t is None or last.end_t <= speech_end:
+            return False
+        now = time.monotonic()
+        if now - last.end_t <= SETTLE_S:
+            return False
+        # The reply's FINAL texts come paced to when its playback would end (docs/PROTOCOL.md §12), and
+        # never if the stream is closed first: keep the microphone open until they are all in, or
+        # until a real-time player would have finished (they may never come, e.g. after a barge-in).
+        playback_end = last.playback_end_t
         return (
-            last is not None
-            and last.end_t is not None
-            and last.end_t > speech_end
-            and time.monotonic() - last.end_t > SETTLE_S
+            last.texts_complete
+            or last.interrupted
+            or (playback_end is not None and now > playback_end + SETTLE_S)
         )
 
     collector = asyncio.create_task(collect())

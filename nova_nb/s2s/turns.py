@@ -8,7 +8,10 @@ or :meth:`TurnBuilder.input_audio` to let the energy detector find it in the fra
 definitions below exist once (``docs/RECORDING.md`` gives the same ones):
 
 A **turn** is one assistant reply: the audio ``content_id`` of ``AudioOutput`` events, in the order of
-their first chunk. For a turn whose first audio arrives at ``first_audio_t``, with the previous turn's
+their first chunk. A reply the service sends as several AUDIO blocks, each but the last ending
+``PARTIAL_TURN`` (real Nova 2 and 2.5, about one per sentence; docs/PROTOCOL.md §12), is one turn: a
+block that starts after a ``PARTIAL_TURN`` end, with no new turn decision between, continues it.
+For a turn whose first audio arrives at ``first_audio_t``, with the previous turn's
 first audio at ``prev`` (``-inf`` for the first turn):
 
 ``decision_t``
@@ -17,10 +20,15 @@ first audio at ``prev`` (``-inf`` for the first turn):
 ``speech_end_t``
     the last speech-end mark in ``(prev, anchor]``, ``anchor`` being ``decision_t`` (or
     ``first_audio_t`` without one); ``speech_end_source`` says where the marks came from.
+``service_speech_end_t``
+    the arrival of the last ``ServiceSpeechEnded`` (the service's ``userSpeechEnd``, docs/PROTOCOL.md
+    §12) in ``(prev, anchor]``, same anchor: the service's own view of the end of speech. ``None`` when
+    the service sent none (Nova Sonic v1, the emulator's older engines). A third definition beside the
+    two client-side ones; it never replaces ``speech_end_t``.
 ``heard_t``
     ``t - played_s`` of the first ``PlaybackReported`` of the turn with ``played_s > 0``.
 ``response_s = first_audio_t - speech_end_t``; ``decision_to_audio_s = first_audio_t - decision_t``;
-``audio_to_heard_s = heard_t - first_audio_t``.
+``service_response_s = first_audio_t - service_speech_end_t``; ``audio_to_heard_s = heard_t - first_audio_t``.
 
 Times are on whatever clock the events carry: ``time.monotonic()`` live, the recording clock ``t``
 for a recording.
@@ -44,9 +52,17 @@ from . import events as ev
 __all__ = ["INPUT_ENERGY", "TurnBuilder", "TurnRecord"]
 
 #: ``speech_end_source`` of speech ends found by the energy detector (nova_nb.audio.speech) in the
-#: input frames as sent: the client's view of "end of speech". A service-side speech-end event would be
-#: another source; a builder keeps only the marks of its own source, so figures never mix the two.
+#: input frames as sent: the client's view of "end of speech". A builder keeps only the marks of its own
+#: source, so figures never mix sources; the service's ``userSpeechEnd`` is not a source here but its
+#: own field (``service_speech_end_t``), so both figures can be read side by side.
 INPUT_ENERGY: Final = "input_energy"
+
+
+def _joined(text: str, more: str) -> str:
+    """Sentences arrive one text event each ("I heard you." then "This is ..."): join with a space."""
+    if text and more and not text[-1].isspace() and not more[0].isspace():
+        return f"{text} {more}"
+    return text + more
 
 
 def _diff(a: float | None, b: float | None) -> float | None:
@@ -63,6 +79,7 @@ class TurnRecord:
     last_audio_t: float | None = None
     speech_end_t: float | None = None
     speech_end_source: str | None = None
+    service_speech_end_t: float | None = None
     decision_t: float | None = None
     heard_t: float | None = None
     end_t: float | None = None
@@ -75,6 +92,21 @@ class TurnRecord:
     reply_text: str = ""
     sample_rate: int = 24000
     audio: list[bytes] = field(default_factory=list, repr=False)
+    #: How many SPECULATIVE and FINAL assistant texts arrived. The service sends one of each per
+    #: sentence, the FINAL ones paced to when playback of that sentence would end (docs/PROTOCOL.md
+    #: §12), so a reply's text is complete once the counts match (never, for an interrupted reply).
+    speculative_texts: int = 0
+    final_texts: int = 0
+
+    @property
+    def texts_complete(self) -> bool:
+        """Every sentence announced SPECULATIVE has arrived FINAL."""
+        return self.final_texts >= self.speculative_texts
+
+    @property
+    def playback_end_t(self) -> float | None:
+        """When a player that started at the first chunk and played in real time would finish."""
+        return None if self.first_audio_t is None else self.first_audio_t + self.reply_audio_s
 
     # -- latency ---------------------------------------------------------------------------------
 
@@ -87,6 +119,11 @@ class TurnRecord:
     def decision_to_audio_s(self) -> float | None:
         """The model's turn decision (USER FINAL transcript) → first audio."""
         return _diff(self.first_audio_t, self.decision_t)
+
+    @property
+    def service_response_s(self) -> float | None:
+        """The service's end of speech (``userSpeechEnd`` received) → first audio (§12)."""
+        return _diff(self.first_audio_t, self.service_speech_end_t)
 
     @property
     def audio_to_heard_s(self) -> float | None:
@@ -185,8 +222,11 @@ class TurnBuilder:
         self.last_speech_end: float | None = None
         self._prev_first_audio = -float("inf")
         self._marks: list[float] = []  # speech ends after the last turn's first audio
+        self._service_marks: list[float] = []  # ServiceSpeechEnded arrivals, likewise
         self._decision: tuple[float, str] | None = None
         self._speculative = ""
+        self._speculative_count = 0
+        self._partial: TurnRecord | None = None  # a turn whose last AUDIO block ended PARTIAL_TURN
 
     @property
     def current(self) -> TurnRecord | None:
@@ -209,6 +249,15 @@ class TurnBuilder:
         if t > self._prev_first_audio:
             self._marks.append(t)
 
+    def service_speech_ended(self, t: float) -> None:
+        """The service said the user's speech ended (``ServiceSpeechEnded`` arrived at ``t``).
+
+        Kept apart from :meth:`speech_ended`'s marks whatever their source: it feeds
+        ``service_speech_end_t`` only.
+        """
+        if t > self._prev_first_audio:
+            self._service_marks.append(t)
+
     # -- session events ---------------------------------------------------------------------------
 
     def feed(self, event: ev.Event) -> TurnRecord | None:
@@ -222,6 +271,9 @@ class TurnBuilder:
             return self.playback(event.timestamp, event.content_id, event.played_s)
         if isinstance(event, ev.Interruption):
             return self.interruption(event.content_id)
+        if isinstance(event, ev.ServiceSpeechEnded):
+            self.service_speech_ended(event.timestamp)
+            return None
         if isinstance(event, ev.ContentEnded) and event.type == "AUDIO" and event.role == "ASSISTANT":
             return self.audio_ended(event.timestamp, event.content_id, event.stop_reason)
         return None
@@ -236,8 +288,11 @@ class TurnBuilder:
     ) -> TurnRecord:
         """A chunk of reply audio arrived at ``t``."""
         turn = self.by_content_id.get(content_id)
+        if turn is None and self._partial is not None and self._decision is None:
+            turn = self.by_content_id[content_id] = self._partial  # the next block of the same reply
         if turn is None:
             turn = self._open(t, content_id, sample_rate)
+        self._partial = None
         turn.last_audio_t = t
         turn.reply_audio_s += duration_s
         if audio:
@@ -248,23 +303,28 @@ class TurnBuilder:
         decision = self._decision
         anchor = decision[0] if decision is not None else t
         ends = [m for m in self._marks if m <= anchor]
+        service_ends = [m for m in self._service_marks if m <= anchor]
         turn = TurnRecord(
             content_id,
             len(self.turns),
             first_audio_t=t,
             speech_end_t=max(ends) if ends else None,
             speech_end_source=self.speech_end_source if ends else None,
+            service_speech_end_t=max(service_ends) if service_ends else None,
             decision_t=decision[0] if decision is not None else None,
             user_text=decision[1] if decision is not None else None,
             speculative_text=self._speculative,
+            speculative_texts=self._speculative_count,
             sample_rate=sample_rate,
         )
         self.turns.append(turn)
         self.by_content_id[content_id] = turn
         self._prev_first_audio = t
         self._marks = [m for m in self._marks if m > t]
+        self._service_marks = [m for m in self._service_marks if m > t]
         self._decision = None
         self._speculative = ""
+        self._speculative_count = 0
         return turn
 
     def transcript(self, t: float, role: str, stage: str | None, text: str) -> TurnRecord | None:
@@ -279,11 +339,14 @@ class TurnBuilder:
         if stage == "SPECULATIVE":
             # What the model is about to say: the next reply's, once a new turn has been decided.
             if turn is None or self._decision is not None:
-                self._speculative += text
+                self._speculative = _joined(self._speculative, text)
+                self._speculative_count += 1
                 return None
-            turn.speculative_text += text
+            turn.speculative_text = _joined(turn.speculative_text, text)
+            turn.speculative_texts += 1
         elif turn is not None:
-            turn.reply_text += text
+            turn.reply_text = _joined(turn.reply_text, text)
+            turn.final_texts += 1
         return turn
 
     def playback(self, t: float, content_id: str, played_s: float) -> TurnRecord | None:
@@ -303,8 +366,12 @@ class TurnBuilder:
         return turn
 
     def audio_ended(self, t: float, content_id: str, stop_reason: str | None) -> TurnRecord | None:
-        """The reply's audio content ended (END_TURN, or INTERRUPTED on a barge-in)."""
+        """The reply's audio content ended (END_TURN, or INTERRUPTED on a barge-in); PARTIAL_TURN ends
+        only a block: the reply goes on in the next one."""
         turn = self.by_content_id.get(content_id)
+        if stop_reason == "PARTIAL_TURN":
+            self._partial = turn if turn is not None and turn.end_t is None else None
+            return turn
         if turn is not None and turn.end_t is None:
             turn.end_t = t
             turn.stop_reason = stop_reason

@@ -150,7 +150,6 @@ class SessionPanel(w.VBox):
         self.lines: list[dict[str, Any]] = []
         #: The one turn model, fed the session's events and input frames; ``turns`` is its records.
         self.turn_model = TurnBuilder()
-        self.turns: dict[str, TurnRecord] = self.turn_model.by_content_id
         self._players: dict[str, tuple[w.HTML, w.Audio]] = {}
         self.errors: list[str] = []
         self.events_seen = 0
@@ -162,6 +161,12 @@ class SessionPanel(w.VBox):
         self.mute_button.observe(self._on_mute, names="value")
 
     # -- status ------------------------------------------------------------------------------------
+
+    @property
+    def turns(self) -> dict[str, TurnRecord]:
+        """Each reply's record, by the content id of its first AUDIO block (a reply may come as
+        several blocks, one per sentence: docs/PROTOCOL.md §12)."""
+        return {turn.content_id: turn for turn in self.turn_model.turns}
 
     @staticmethod
     def _status_html(state: str, detail: str = "") -> str:

@@ -17,13 +17,24 @@ from .conftest import LiveTurn
 def _independent(lines: list[dict]) -> list[tuple[float | None, float | None]]:
     """docs/RECORDING.md's definitions, written out plainly: (response_s, decision_to_audio_s) per turn."""
     lines = sorted(lines, key=lambda e: e["t"])
-    firsts: dict[str, float] = {}
+    # A reply's first audio: a new AUDIO block, unless the last one ended PARTIAL_TURN with no USER
+    # FINAL transcript since (then the reply goes on in the new block).
+    firsts: list[float] = []
+    seen: set[str] = set()
+    continues = False
     for e in lines:
-        if e["kind"] == "AudioOutput":
-            firsts.setdefault(e["content_id"], e["t"])
+        if e["kind"] == "ContentEnded" and e.get("type") == "AUDIO" and e.get("role") == "ASSISTANT":
+            continues = e.get("stop_reason") == "PARTIAL_TURN"
+        elif e["kind"] == "Transcript" and e.get("role") == "USER" and e.get("stage") == "FINAL":
+            continues = False
+        elif e["kind"] == "AudioOutput" and e["content_id"] not in seen:
+            seen.add(e["content_id"])
+            if not continues:
+                firsts.append(e["t"])
+            continues = False
     out = []
     prev = -math.inf
-    for fa in sorted(firsts.values()):
+    for fa in firsts:
         dec = [
             e["t"]
             for e in lines

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
+import time
+import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from nova_nb.analysis import Recording, RecordingError, SessionRecorder, latency_report
-from nova_nb.analysis.recording import EVENTS_JSONL, META_JSON
+from nova_nb.analysis.recording import EVENTS_JSONL, INPUT_WAV, META_JSON, OUTPUT_WAV, RecordingWarning
 from nova_nb.audio import read_wav
 from nova_nb.s2s import events as ev
 
@@ -160,7 +163,9 @@ def test_truncated_last_line_is_skipped(tmp_path: Path) -> None:
     rec.stop()
     with open(tmp_path / "r" / EVENTS_JSONL, "a") as f:
         f.write('{"kind": "Transcr')
-    r = Recording.load(tmp_path / "r")
+    with pytest.warns(RecordingWarning, match=r"last line \(5\) is torn"):
+        r = Recording.load(tmp_path / "r")
+    assert r.torn_lines == 1
     assert [e["kind"] for e in r.events] == [
         "RecordingStarted",
         "RecorderAttached",
@@ -176,3 +181,134 @@ def test_recorder_refuses_after_stop(tmp_path: Path) -> None:
     with pytest.raises(RecordingError):
         rec.attach(FakeSession())
     rec.stop()  # idempotent
+
+
+def test_a_damaged_line_before_the_last_is_an_error(tmp_path: Path) -> None:
+    rec = SessionRecorder(tmp_path / "r", FakeSession())
+    rec.mark("Note", text="hello")
+    rec.stop()
+    path = tmp_path / "r" / EVENTS_JSONL
+    lines = path.read_text().splitlines(keepends=True)
+    lines[2] = lines[2][:15] + "\n"  # line 3 of 5 cut short: damage, not a crash while writing
+    path.write_text("".join(lines))
+    with pytest.raises(RecordingError, match=r"line 3, is not a recording line"):
+        Recording.load(tmp_path / "r")
+    lines[2] = "[1, 2]\n"  # valid JSON, not a line of a recording
+    path.write_text("".join(lines))
+    with pytest.raises(RecordingError, match=r"line 3"):
+        Recording.load(tmp_path / "r")
+
+
+def _rewrite_wav(path: Path, *, rate: int, channels: int = 1, width: int = 2) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        w.writeframes(b"\x01\x00" * 4000)
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+@pytest.mark.parametrize(
+    ("name", "kwargs", "message"),
+    [
+        (INPUT_WAV, {"rate": 8000}, r"input\.wav is at 8000 Hz but meta\.json says 16000 Hz"),
+        (OUTPUT_WAV, {"rate": 16000}, r"output\.wav is at 16000 Hz but meta\.json says 24000 Hz"),
+        (INPUT_WAV, {"rate": 16000, "channels": 2}, r"input\.wav has 2 channels; .* mono"),
+        (OUTPUT_WAV, {"rate": 24000, "width": 1}, r"output\.wav holds 8-bit samples .* 16-bit"),
+    ],
+)
+def test_a_wav_that_disagrees_with_meta_is_an_error(
+    tmp_path: Path, mmap: bool, name: str, kwargs: dict, message: str
+) -> None:
+    SessionRecorder(tmp_path / "r", FakeSession()).stop()
+    assert Recording.load(tmp_path / "r", mmap=mmap).input.size == 0
+    _rewrite_wav(tmp_path / "r" / name, **kwargs)
+    with pytest.raises(RecordingError, match=message):
+        Recording.load(tmp_path / "r", mmap=mmap)
+
+
+def test_idle_recorder_has_its_lines_and_audio_on_disk(tmp_path: Path) -> None:
+    """What was written reaches the files within 0.5 s even when nothing more arrives."""
+    fake = FakeSession()
+    rec = SessionRecorder(tmp_path / "r", fake)
+    flushers = [t for t in threading.enumerate() if t.name.startswith("nova-nb-recorder-flush")]
+    assert len(flushers) == 1 and flushers[0].daemon
+    frame = np.full(512, 3000, dtype=np.int16)
+    now = time.monotonic()
+    for k in range(31):
+        fake.inputs[0](frame.tobytes(), now + k * 0.001, 16000)  # a burst, then silence
+    time.sleep(0.6)  # idle: no line arrives to trigger a flush
+    # Read the files as a crash would leave them: from disk, the recorder still open.
+    lines = (tmp_path / "r" / EVENTS_JSONL).read_text().splitlines()
+    assert sum(json.loads(line)["kind"] == "InputAudio" for line in lines) == 31
+    pcm, rate = read_wav(tmp_path / "r" / "input.wav")  # its header was rewritten too
+    assert rate == 16000 and pcm.size >= 31 * 512 and np.all(pcm[-31 * 512 :] == 3000)
+    rec.stop()
+    flushers[0].join(timeout=1)
+    assert not flushers[0].is_alive()  # stopped with the recorder
+
+
+def test_audio_placement_recomputed_from_the_files_by_the_documented_rules(tmp_path: Path) -> None:
+    """docs/RECORDING.md §3, applied to events.jsonl and meta.json alone, gives the WAV files."""
+    fake = FakeSession()
+    rec = SessionRecorder(tmp_path / "r", fake, gap_tolerance_s=0.5)
+    t0 = rec.t0
+    rng = np.random.default_rng(1)
+    quiet = np.zeros(512, dtype=np.int16)
+    loud = np.full(512, 4000, dtype=np.int16)
+    # The first frame 0.137 s in (within the gap tolerance: it used to land at sample 0), jitter,
+    # a gap of 1.2 s, and frames a little faster than real time.
+    t = 0.137
+    for k in range(60):
+        if k == 30:
+            t += 1.2
+        frame = loud if 10 <= k < 20 or 40 <= k < 45 else quiet
+        fake.inputs[0](frame.tobytes(), t0 + t + rng.uniform(0, 0.004), 16000)
+        t += 0.032
+    tone = np.full(2400, 1000, dtype=np.int16)
+    for k, at in enumerate((0.5, 0.5001, 0.5002, 0.9, 2.0)):
+        fake.listeners[0](
+            ev.AudioOutput(
+                timestamp=t0 + at, audio=tone.tobytes(), content_id=f"c{k // 4}", sample_rate=24000
+            )
+        )
+    rec.stop()
+
+    meta = json.loads((tmp_path / "r" / META_JSON).read_text())
+    lines = [json.loads(x) for x in (tmp_path / "r" / EVENTS_JSONL).read_text().splitlines()]
+    # Input: w, the first frame at max(0, round(t × rate)), later ones at round(t × rate) after a gap.
+    rate, tol = meta["input"]["sample_rate"], meta["input"]["gap_tolerance_s"]
+    w, first = 0, True
+    for line in (x for x in lines if x["kind"] == "InputAudio"):
+        a = round(line["t"] * rate)
+        at = max(0, a) if first else (a if a - w > tol * rate else w)
+        assert line["sample"] == at
+        w, first = at + line["n_samples"], False
+    # Output: each chunk at max(round(t × rate), end).
+    out_rate, end = meta["output"]["sample_rate"], 0
+    for line in (x for x in lines if x["kind"] == "AudioOutput"):
+        start = max(round(line["t"] * out_rate), end)
+        assert line["sample"] == start
+        end = start + line["n_samples"]
+    # A figure, recomputed: where user speech starts, from input.wav with sample i at i / rate, is the
+    # recorder's UserSpeechStarted (the first loud frame's t), to within the frame's jitter.
+    pcm, _ = read_wav(tmp_path / "r" / "input.wav")
+    first_loud_s = np.flatnonzero(pcm > 1000)[0] / rate
+    started = next(x["t"] for x in lines if x["kind"] == "UserSpeechStarted")
+    assert first_loud_s == pytest.approx(started, abs=0.005)
+    assert first_loud_s == pytest.approx(0.137 + 10 * 0.032, abs=0.005)
+    out, _ = read_wav(tmp_path / "r" / "output.wav")
+    assert np.flatnonzero(out)[0] / out_rate == pytest.approx(0.5, abs=1 / out_rate)
+
+
+def test_live_recording_follows_the_documented_input_rule(one_turn: LiveTurn) -> None:
+    """The same recomputation on a real session: real timestamps, rounding included."""
+    rec = one_turn.recording
+    tol, w, first = rec.meta["input"]["gap_tolerance_s"], 0, True
+    f = rec.input_frames
+    for t, sample, n in zip(f["t"], f["sample"], f["n_samples"], strict=True):
+        a = round(float(t) * rec.input_rate)
+        at = max(0, a) if first else (a if a - w > tol * rec.input_rate else w)
+        assert sample == at
+        w, first = at + int(n), False
+    assert rec.input_frames["sample"][0] == round(rec.input_frames["t"][0] * rec.input_rate)

@@ -24,7 +24,13 @@ from smithy_aws_core.identity.static import StaticCredentialsResolver
 
 from nova_nb import s2s
 from nova_nb.emulator import BackgroundEmulator, HttpError
-from nova_nb.emulator.conversation import ConversationOptions, Faults, admission_for, conversation_handler
+from nova_nb.emulator.conversation import (
+    BEHAVIOURS,
+    ConversationOptions,
+    Faults,
+    admission_for,
+    conversation_handler,
+)
 from nova_nb.s2s.providers.amazon_nova._crt import TrustingCRTHTTPClient
 
 NOVA2 = "amazon.nova-2-sonic-v1:0"
@@ -292,3 +298,146 @@ async def test_slow_first_audio_fault() -> None:
     decided = next(x for x in events if isinstance(x, s2s.events.Transcript) and x.role == "USER")
     first_audio = next(x for x in events if isinstance(x, s2s.events.AudioOutput))
     assert first_audio.timestamp - decided.timestamp >= 0.6
+
+
+# -- each service behaviour, as a client written apart from nova_nb sees it ----------------------------
+
+
+def _tone_b64(n: int, i0: int) -> str:
+    import numpy as np
+
+    t = (np.arange(n) + i0) / 16000
+    return base64.b64encode((0.3 * 32767 * np.sin(2 * np.pi * 220 * t)).astype("<i2").tobytes()).decode()
+
+
+SILENT = AUDIO["event"]["audioInput"]["content"]  # 512 samples, 32 ms
+
+
+def _audio(content: str) -> dict[str, Any]:
+    return e("audioInput", promptName=P, contentName="audio-1", content=content)
+
+
+async def run_behaviour(em: BackgroundEmulator, *, barge_in: bool) -> list[tuple[str, dict[str, Any]]]:
+    """Setup, 1 s of tone, then silence (16× real time) until the reply is over; with ``barge_in``, a
+    0.6 s tone as soon as the reply's first audio arrives. Returns every output event received."""
+    client = await client_for(em)
+    stream = await client.invoke_model_with_bidirectional_stream(
+        InvokeModelWithBidirectionalStreamOperationInput(model_id=NOVA2)
+    )
+    got: list[tuple[str, dict[str, Any]]] = []
+
+    async def send(event: dict[str, Any]) -> None:
+        chunk = BidirectionalInputPayloadPart(bytes_=json.dumps(event).encode())
+        await stream.input_stream.send(InvokeModelWithBidirectionalStreamInputChunk(value=chunk))
+
+    def over() -> bool:
+        names = [n for n, _ in got]
+        if barge_in:
+            return any(
+                b.get("stopReason") == "INTERRUPTED" or '"interrupted"' in str(b.get("content"))
+                for _, b in got
+            )
+        return "audioOutput" in names and names.count("textOutput") >= 5  # USER, 2 SPECULATIVE, 2 FINAL
+
+    async def read() -> None:
+        _, receiver = await stream.await_output()
+        while (out := await receiver.receive()) is not None:
+            raw = json.loads(out.value.bytes_)  # type: ignore[union-attr]
+            ((name, body),) = raw["event"].items()
+            got.append((name, body))
+
+    reader = asyncio.create_task(read())
+    for event in SETUP:
+        await send(event)
+    for _ in range(10):
+        await send(_audio(SILENT))
+    for i in range(32):  # ~1 s of tone
+        await send(_audio(_tone_b64(512, 512 * i)))
+        await asyncio.sleep(0.002)
+    barged = False
+    for _ in range(2000):
+        if over():
+            break
+        if barge_in and not barged and any(n == "audioOutput" for n, _ in got):
+            barged = True
+            for i in range(19):
+                await send(_audio(_tone_b64(512, 512 * i)))
+        await send(_audio(SILENT))
+        await asyncio.sleep(0.002)
+    for event in (
+        e("contentEnd", promptName=P, contentName="audio-1"),
+        e("promptEnd", promptName=P),
+        e("sessionEnd"),
+    ):
+        await send(event)
+    await stream.input_stream.close()
+    await asyncio.wait_for(reader, 10)
+    return got
+
+
+def _summary(got: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Event names, content blocks as ROLE TYPE STAGE and ends as TYPE STOP; usage and audio left out."""
+    out: list[str] = []
+    for name, body in got:
+        if name in ("usageEvent", "audioOutput"):
+            continue
+        if name == "contentStart":
+            stage = json.loads(body.get("additionalModelFields", "{}")).get("generationStage", "")
+            out.append(f"{body['role']} {body['type']} {stage}".strip())
+        elif name == "contentEnd":
+            out.append(f"end {body['type']} {body['stopReason']}")
+        elif name == "textOutput":
+            out.append("marker" if '"interrupted"' in body["content"] else "text")
+        else:
+            out.append(name)
+    return out
+
+
+PLAYED = [
+    "userSpeechStart", "completionStart", "userSpeechEnd",
+    "USER TEXT FINAL", "text", "end TEXT PARTIAL_TURN",
+    "ASSISTANT TEXT SPECULATIVE", "text", "end TEXT PARTIAL_TURN", "ASSISTANT AUDIO", "end AUDIO PARTIAL_TURN",
+    "ASSISTANT TEXT SPECULATIVE", "text", "end TEXT PARTIAL_TURN", "ASSISTANT AUDIO", "end AUDIO END_TURN",
+    "ASSISTANT TEXT FINAL", "text", "end TEXT PARTIAL_TURN", "ASSISTANT TEXT FINAL", "text", "end TEXT PARTIAL_TURN",
+    "completionEnd",
+]  # fmt: skip
+#: What each barge-in form sends once the user talks over the first sentence's audio (§5, §13.7).
+BARGE_IN_TAIL = {
+    "service": ["end AUDIO INTERRUPTED", "ASSISTANT TEXT FINAL", "marker", "end TEXT INTERRUPTED"],
+    "audio-end-turn": ["end AUDIO END_TURN", "ASSISTANT TEXT FINAL", "end TEXT INTERRUPTED"],
+    "marker-only": ["end AUDIO END_TURN", "ASSISTANT TEXT FINAL", "marker", "end TEXT PARTIAL_TURN"],
+    "late-interrupted": ["end AUDIO END_TURN", "ASSISTANT TEXT FINAL", "end TEXT PARTIAL_TURN", "end AUDIO INTERRUPTED"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("behaviour", sorted(BEHAVIOURS))
+async def test_each_behaviour_as_a_raw_sdk_client_sees_it(behaviour: str) -> None:
+    b = BEHAVIOURS[behaviour]
+    options = ConversationOptions(behaviour=b, faults=Faults(input_timeout_s=5))
+    em = BackgroundEmulator(handler=conversation_handler(options)).start()
+    try:
+        played = _summary(await run_behaviour(em, barge_in=False))
+        barged = await run_behaviour(em, barge_in=True)
+    finally:
+        em.stop()
+    interrupted = _summary(barged)
+    if b.sentence_blocks:
+        expected = PLAYED if b.speech_events else [x for x in PLAYED if not x.startswith("userSpeech")]
+        assert played == expected
+        # Up to the first sentence's audio, then the barge-in form; the barge-in's own speech starts.
+        speech = ["userSpeechStart"] if b.speech_events else []
+        # (The words heard before the barge-in, if any, are left out: they depend on timing.)
+        after = interrupted[interrupted.index("ASSISTANT AUDIO") + 1 :]
+        tail = [x for x in after if x not in ("userSpeechStart", "text")]
+        form = BARGE_IN_TAIL.get(behaviour, BARGE_IN_TAIL["service"])
+        assert tail[: len(form)] == form, interrupted
+        assert interrupted.count("userSpeechStart") == len(speech) * 2
+    else:  # gentle: the documented sequence, one block of each per reply, END_TURN
+        assert played == [
+            "completionStart", "USER TEXT FINAL", "text", "end TEXT END_TURN",
+            "ASSISTANT TEXT SPECULATIVE", "text", "end TEXT PARTIAL_TURN", "ASSISTANT AUDIO", "end AUDIO END_TURN",
+            "ASSISTANT TEXT FINAL", "text", "end TEXT END_TURN", "completionEnd",
+        ]  # fmt: skip
+        assert "end AUDIO INTERRUPTED" in interrupted and "marker" in interrupted
+    audio_start = next(body for name, body in barged if name == "contentStart" and body["type"] == "AUDIO")
+    assert ("voiceId" in audio_start["audioOutputConfiguration"]) == b.voice_id_in_audio_start

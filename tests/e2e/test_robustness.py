@@ -67,8 +67,9 @@ async def test_reset_or_drop_reconnects_and_the_conversation_goes_on(fault: str)
 
 async def test_recoverable_exception_reconnects_with_history() -> None:
     stats: list[dict[str, Any]] = []
-    # ~10 s of 32 ms frames: after the first turn (speech, 1.5 s pause, a ~3 s reply) has ended.
-    faults = Faults(faulty_streams=1, exception_at_event=(320, "internalServerException", "boom"))
+    # ~16 s of 32 ms frames: after the first turn (speech, 1.5 s pause, a ~3 s reply) has ended and
+    # its FINAL texts, paced to when playback would end (docs/PROTOCOL.md §12), have arrived.
+    faults = Faults(faulty_streams=1, exception_at_event=(500, "internalServerException", "boom"))
     provider = provider_with(faults, stats)
     session = await provider.start_streaming(
         s2s.ConversationContext(history=[("USER", "hi"), ("ASSISTANT", "hello")])
@@ -76,7 +77,7 @@ async def test_recoverable_exception_reconnects_with_history() -> None:
     got = Collected()
     collector = asyncio.create_task(collect(session, got))
     await speak_and_wait(session, 0.6)  # a full turn before the fault: it becomes history
-    for _ in range(600):
+    for _ in range(900):
         if got.of(ev.SessionRenewed):
             break
         await session.send_audio(silence(0.032))

@@ -13,6 +13,7 @@ from nova_nb.emulator import BackgroundEmulator, HttpError
 from nova_nb.emulator.conversation import conversation_handler
 from nova_nb.protocol import catalog
 from nova_nb.s2s import events as ev
+from nova_nb.s2s.turns import TurnBuilder
 
 from .conftest import Collected, collect, faulty_provider, silence, speak_and_wait, tone
 
@@ -24,20 +25,34 @@ async def test_one_turn_follows_the_documented_sequence(session: s2s.S2SSession)
     await session.close()
     await asyncio.wait({collector}, timeout=5)
 
-    kinds = [type(e).__name__ for e in got.events if not isinstance(e, ev.AudioOutput)]
-    assert kinds[:2] == ["SessionStarted", "CompletionStarted"]
+    # The real service's structure (docs/PROTOCOL.md §12): a usage event for the system prompt first,
+    # the service's speech start, the one completionStart of the prompt, its speech end, the USER text
+    # (PARTIAL_TURN), then one SPECULATIVE text + AUDIO pair per sentence, the last AUDIO block END_TURN,
+    # the FINAL texts paced to playback, and completionEnd only after the client's promptEnd.
+    kinds = [type(e).__name__ for e in got.events if not isinstance(e, ev.AudioOutput | ev.Usage)]
+    assert kinds[:4] == ["SessionStarted", "ServiceSpeechStarted", "CompletionStarted", "ServiceSpeechEnded"]
+    assert type(got.events[1]).__name__ == "Usage"
     transcripts = [(t.role, t.stage) for t in got.of(ev.Transcript)]
-    assert transcripts == [("USER", "FINAL"), ("ASSISTANT", "SPECULATIVE"), ("ASSISTANT", "FINAL")]
+    assert transcripts[0] == ("USER", "FINAL")
+    spoken = transcripts[1:]
+    sentences = spoken.count(("ASSISTANT", "SPECULATIVE"))
+    assert sentences >= 1 and spoken.count(("ASSISTANT", "FINAL")) == sentences
     # The scripted engine reports the length of the turn it recognised: the 1.2 s of speech plus up
     # to 0.3 s of audio before the onset and 0.25 s after the last speech (its pre- and post-roll).
     heard_s = float(got.of(ev.Transcript)[0].text.strip("(").split()[0])
     assert 1.2 <= heard_s <= 1.2 + 0.3 + 0.25 + 0.05
-    # Audio between SPECULATIVE and FINAL text, then usage, then the completion ends at close.
+    ends = [(e.type, e.stop_reason) for e in got.of(ev.ContentEnded) if e.role == "ASSISTANT"]
+    assert [r for t, r in ends if t == "AUDIO"] == ["PARTIAL_TURN"] * (sentences - 1) + ["END_TURN"]
+    # Each sentence's SPECULATIVE text comes before its audio; the FINAL texts after the last audio.
     order = [type(e).__name__ for e in got.events]
     first_audio = order.index("AudioOutput")
-    assert order.index("Transcript", 0) < first_audio
-    final_idx = max(i for i, e in enumerate(got.events) if isinstance(e, ev.Transcript))
-    assert first_audio < final_idx < order.index("Usage")
+    last_audio = max(i for i, e in enumerate(got.events) if isinstance(e, ev.AudioOutput))
+    first_final = next(
+        i
+        for i, e in enumerate(got.events)
+        if isinstance(e, ev.Transcript) and e.role == "ASSISTANT" and e.stage == "FINAL"
+    )
+    assert order.index("Transcript", 0) < first_audio and last_audio < first_final
     assert kinds[-2:] == ["CompletionEnded", "SessionClosed"]
     # Chunks: PCM at the output rate, arrival timestamps in order, is_final only on the last one.
     assert all(c.sample_rate == 24000 and len(c.audio) % 2 == 0 for c in chunks)
@@ -72,8 +87,10 @@ async def test_two_turns_and_text_input(session: s2s.S2SSession) -> None:
     assert reader.done() and chunks[-1].is_final
     await session.close()
     await asyncio.wait({collector}, timeout=5)
-    finals = [t.text for t in got.of(ev.Transcript) if t.role == "ASSISTANT" and t.stage == "FINAL"]
-    assert len(finals) == 2 and "What time is it?" in finals[1]
+    # Two replies, each told in FINAL text sentence by sentence; the second answers the typed text.
+    turns = TurnBuilder().feed_all(got.events)
+    assert len(turns) == 2 and all(t.reply_text for t in turns)
+    assert "What time is it?" in turns[1].reply_text and "What time is it?" not in turns[0].reply_text
 
 
 async def test_barge_in_drops_unplayed_audio_and_ends_the_turn(session: s2s.S2SSession) -> None:
@@ -245,7 +262,8 @@ async def test_http_error_at_open(status: int, error_type: str, recoverable: boo
         handler=conversation_handler(), admission=lambda info: HttpError(status, error_type, message)
     ).start()
     try:
-        provider = s2s.new_provider("local", emulator=emulator)
+        # No retries: this checks how the refusal is reported (retries: tests/e2e/test_open_retry.py).
+        provider = s2s.new_provider("local", emulator=emulator, reconnect_attempts=0)
         with pytest.raises(s2s.StreamError) as info:
             await provider.start_streaming()  # type: ignore[attr-defined]
         assert info.value.code.lower() == error_type.lower()

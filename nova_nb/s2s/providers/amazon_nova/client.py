@@ -8,6 +8,7 @@ testable with JSON in, events out.
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Sequence
@@ -77,6 +78,26 @@ def shape_history(
 def tool_specs(tools: Sequence[Tool]) -> list[wire.ToolSpec]:
     """What promptStart says of each tool (name, description, input schema) (§3)."""
     return [wire.ToolSpec(t.name, t.description, t.input_schema) for t in tools]
+
+
+def _offset_ms(value: Any) -> float | None:
+    """A millisecond offset as sent (a number, or a numeric string), or None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value) if value.is_integer() else value
+    return None
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None if value is None else str(value)
 
 
 @dataclass
@@ -378,6 +399,32 @@ class NovaClientProtocol:
                 timestamp=now,
                 completion_id=str(body.get("completionId", "")),
                 stop_reason=body.get("stopReason"),
+            )
+        ]
+
+    # wire.USER_SPEECH_START / wire.USER_SPEECH_END (§12): undocumented, so every field is
+    # optional, odd values become None and the whole body stays in ``raw`` for fields added later.
+
+    def _on_userSpeechStart(self, body: dict[str, Any], now: float) -> list[ev.Event]:
+        return [
+            ev.ServiceSpeechStarted(
+                timestamp=now,
+                input_audio_offset_ms=_offset_ms(body.get("inputAudioOffsetMs")),
+                prompt_name=_opt_str(body.get("promptName")),
+                session_id=_opt_str(body.get("sessionId")),
+                raw=body,
+            )
+        ]
+
+    def _on_userSpeechEnd(self, body: dict[str, Any], now: float) -> list[ev.Event]:
+        return [
+            ev.ServiceSpeechEnded(
+                timestamp=now,
+                input_audio_offset_ms=_offset_ms(body.get("inputAudioOffsetMs")),
+                detection_offset_ms=_offset_ms(body.get("inputAudioDetectionOffsetMs")),
+                prompt_name=_opt_str(body.get("promptName")),
+                session_id=_opt_str(body.get("sessionId")),
+                raw=body,
             )
         ]
 

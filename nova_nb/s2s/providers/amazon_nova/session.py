@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import random
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,18 @@ SEND_QUEUE_HIGH_WATER = 128
 TOOL_TIMEOUT_S = 60.0
 #: Backoff before reconnect attempt n (seconds); the last value repeats.
 RECONNECT_BACKOFF_S = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+#: Refusals of the first open that mean "busy: wait and retry" (§8, §12: the account's ceiling of
+#: concurrent streams), as ``stream_error_from`` codes them (wire names for the in-stream types, the
+#: HTTP type otherwise), compared without case. Access denied, validation and auth errors fail at once.
+OPEN_RETRY_CODES = frozenset(
+    {"throttlingexception", "servicequotaexceededexception", "serviceunavailableexception"}
+)
+#: Backoff before retry n of a refused first open: doubling from the base up to the cap, each drawn
+#: from [d/2, d] so that many sessions refused together do not come back together.
+OPEN_BACKOFF_BASE_S = 0.5
+OPEN_BACKOFF_MAX_S = 8.0
+#: No retry starts later than this after the first try (each try is bounded by ``open_timeout_s``).
+OPEN_RETRY_BUDGET_S = 60.0
 #: A stream that stayed up this long resets the count of failures in a row.
 RECONNECT_HEALTHY_S = 10.0
 #: User audio held while no stream can take it (during a reconnect), at most.
@@ -340,14 +353,58 @@ class NovaSession(S2SSession):
     # -- opening and renewing --------------------------------------------------------------------
 
     async def _open(self) -> None:
-        """Open the first stream. Errors here are raised to the caller of start_streaming()."""
-        # Build (and so validate) the setup events before opening anything: a bad history must not
-        # leave an open stream behind.
-        setup = self.protocol.setup_payloads(self.context.system_prompt, self.history)
-        stream = _Stream(self, self.protocol, 0)
-        await stream.open(
-            self._client, self.config.model_id, setup, self.config.open_timeout_s, self._credentials
-        )
+        """Open the first stream. Errors here are raised to the caller of start_streaming().
+
+        A throttled or busy service (:data:`OPEN_RETRY_CODES`) is retried with backoff, at most
+        ``config.reconnect_attempts`` times and within :data:`OPEN_RETRY_BUDGET_S`; each retry is logged
+        and published as ``Reconnecting`` (seen in ``events()`` once the caller has the session).
+        """
+        started = time.monotonic()
+        retries = 0
+        while True:
+            # Build (and so validate) the setup events before opening anything: a bad history must not
+            # leave an open stream behind. A retry starts from a fresh protocol state.
+            setup = self.protocol.setup_payloads(self.context.system_prompt, self.history)
+            stream = _Stream(self, self.protocol, 0)
+            try:
+                await stream.open(
+                    self._client, self.config.model_id, setup, self.config.open_timeout_s, self._credentials
+                )
+                break
+            except StreamError as exc:
+                if exc.code.lower() not in OPEN_RETRY_CODES:
+                    raise
+                elapsed = time.monotonic() - started
+                delay = min(OPEN_BACKOFF_BASE_S * 2**retries, OPEN_BACKOFF_MAX_S)
+                delay = random.uniform(delay / 2, delay)
+                if retries >= self.config.reconnect_attempts or elapsed + delay > OPEN_RETRY_BUDGET_S:
+                    if retries == 0:
+                        raise
+                    raise StreamError(
+                        f"{exc.args[0]} (still refused after {retries} retries over {elapsed:.1f} s; "
+                        "reconnect_attempts bounds the retries)",
+                        code=exc.code,
+                        recoverable=exc.recoverable,
+                    ) from exc
+                retries += 1
+                log.warning(
+                    "opening the stream was refused (%s); retry %d of %d in %.2f s",
+                    exc,
+                    retries,
+                    self.config.reconnect_attempts,
+                    delay,
+                )
+                self._publish(
+                    ev.Reconnecting(
+                        timestamp=time.monotonic(),
+                        code=exc.code,
+                        message=str(exc.args[0]),
+                        attempt=retries,
+                        delay_s=delay,
+                    )
+                )
+                await asyncio.sleep(delay)
+                self.protocol = self._new_protocol()
         self._stream = stream
         self.streams.append(stream)
         self._publish(
@@ -425,6 +482,9 @@ class NovaSession(S2SSession):
                 stream.audio_samples += len(frame) // 2
             self._stream, self.protocol = stream, protocol
             self.renewals += 1
+            if reason == "continuation":
+                # A planned hand-over that worked: whatever failed before is behind us.
+                self._failures_in_a_row = 0
             rate = self.config.input_sample_rate
             self._publish(
                 ev.SessionRenewed(
@@ -465,7 +525,12 @@ class NovaSession(S2SSession):
         if error is None:
             self._finish("ended")
             return
-        if stream.age_s >= RECONNECT_HEALTHY_S:
+        if stream.age_s >= RECONNECT_HEALTHY_S or (
+            error.code == "modelTimeoutException" and stream.age_s >= 1
+        ):
+            # A stream that lived a while, or one that simply reached the service's time limit (§1: 8
+            # minutes; shorter in tests), is not a failure in a row: only streams that keep dying young
+            # should make the session give up.
             self._failures_in_a_row = 0
         if error.recoverable and self.config.reconnect and self.config.reconnect_attempts > 0:
             self._start_renewal("reconnect", error)
