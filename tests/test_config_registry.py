@@ -205,3 +205,22 @@ def test_retired_model_warns_once_per_config_and_never_fails() -> None:
         warnings.simplefilter("error")  # the current models warn about nothing
         s2s.default_config().replace(model_id=catalog.NOVA_2_SONIC)
         s2s.default_config()
+
+
+def test_choose_provider_is_the_emulator_unless_asked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Credentials on the machine never switch to the paid service by themselves.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDNOTAREALKEY12345")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-secret")
+    monkeypatch.delenv("NOVA_NB_PROVIDER", raising=False)
+    assert s2s.choose_provider() == "local"
+    said = capsys.readouterr().out
+    assert "local" in said and "NOVA_NB_PROVIDER=amazon_nova" in said and "not-a-real-secret" not in said
+    monkeypatch.setenv("NOVA_NB_PROVIDER", "amazon_nova")
+    assert s2s.choose_provider() == "amazon_nova"
+    assert "billed" in capsys.readouterr().out
+    assert s2s.choose_provider("local", quiet=True) == "local" and capsys.readouterr().out == ""
+    monkeypatch.setenv("NOVA_NB_PROVIDER", "openai")
+    with pytest.raises(s2s.ConfigError, match=r"unknown provider 'openai' \(from NOVA_NB_PROVIDER\).*local"):
+        s2s.choose_provider()

@@ -19,6 +19,7 @@ from . import events
 # importing a subpackage sets it as an attribute of its parent, so a later first import of
 # ``nova_nb.s2s.providers.amazon_nova`` (the registry does that lazily) would replace the function.
 from . import providers as _providers_package  # noqa: F401  (imported for that side effect)
+from .choice import PROVIDER_ENV, choose_provider
 from .config import LATENCY_TARGETS, Config, Secret, default_config
 from .registry import new_provider, providers, register_provider
 from .session import S2SProvider, S2SSession, StreamingS2SProvider
@@ -26,6 +27,7 @@ from .types import AudioOutputChunk, ConversationContext, HistoryMessage, Tool
 
 __all__ = [
     "LATENCY_TARGETS",
+    "PROVIDER_ENV",
     "AudioFormatError",
     "AudioOutputChunk",
     "Config",
@@ -41,6 +43,7 @@ __all__ = [
     "StreamError",
     "StreamingS2SProvider",
     "Tool",
+    "choose_provider",
     "default_config",
     "events",
     "new_provider",
