@@ -431,6 +431,9 @@ class Conversation(OutputSide):
                     await stream.send_exception(exc.exception_type, exc.message)
                     return
                 await self._handle(event.name, event.body, event)
+                if not stream.response_opened and self.validator.stage not in ("start", "session"):
+                    # sessionStart and promptStart are in: the service opens its response now (§12).
+                    stream.open_response()
                 if self.validator.stage == "ended":
                     break
             await self._finish()
@@ -1086,4 +1089,6 @@ def conversation_handler(options: ConversationOptions | None = None) -> Callable
     async def handle(stream: ServerStream) -> None:
         await Conversation(options).run(stream)
 
+    # Like the service, answer the HTTP request only once the setup has arrived (see run()).
+    handle.holds_response = True  # type: ignore[attr-defined]
     return handle

@@ -158,6 +158,25 @@ class ServerStream:
         self._failing = False
         #: "open", then "ended" (END_STREAM sent), "reset" (either side) or "lost" (connection gone).
         self.response_state = "open"
+        #: The 200 response headers, while a handler that holds the response has not opened it.
+        self._held_headers: list[tuple[str, str]] | None = None
+
+    @property
+    def response_opened(self) -> bool:
+        """Whether the response headers have been sent."""
+        return self._held_headers is None
+
+    def open_response(self) -> None:
+        """Send the held response headers now (nothing if they were sent already).
+
+        The real service answers the HTTP request only once the setup events have arrived: a client
+        that awaits the response before sending them waits ~20 s (docs/PROTOCOL.md §12). Handlers
+        marked ``holds_response`` get their headers held until they call this, or until they first
+        send anything.
+        """
+        headers, self._held_headers = self._held_headers, None
+        if headers is not None and self.response_state == "open":
+            self._connection.send_response_headers(self.stream_id, headers)
 
     def __repr__(self) -> str:
         return (
@@ -262,6 +281,7 @@ class ServerStream:
         async with self._send_lock:
             if self.response_state != "open":
                 raise StreamClosedError(f"stream {self.stream_id}: the response is {self.response_state}")
+            self.open_response()
             await self._connection.send_data(self, data, end_stream=end_stream)
             if end_stream and self.response_state == "open":
                 self.response_state = "ended"
@@ -586,18 +606,23 @@ class _Connection(asyncio.Protocol):
                 return
         stream = ServerStream(self, stream_id, info, verified.event_verifier())
         self._streams[stream_id] = stream
-        self._h2.send_headers(
-            stream_id,
-            [
-                (":status", "200"),
-                ("content-type", EVENT_STREAM_CONTENT_TYPE),
-                ("x-amzn-requestid", str(uuid.uuid4())),
-            ],
-        )
-        self._flush()
+        headers = [
+            (":status", "200"),
+            ("content-type", EVENT_STREAM_CONTENT_TYPE),
+            ("x-amzn-requestid", str(uuid.uuid4())),
+        ]
+        if getattr(server.handler, "holds_response", False):
+            stream._held_headers = headers  # sent by stream.open_response() (see there)
+        else:
+            self.send_response_headers(stream_id, headers)
         if event.stream_ended:
             stream._on_input_end()
         server._start_handler(stream)
+
+    def send_response_headers(self, stream_id: int, headers: list[tuple[str, str]]) -> None:
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self._h2.send_headers(stream_id, headers)
+            self._flush()
 
     def _respond_error(self, stream_id: int, error: HttpError) -> None:
         """Answer in the restJson1 error form: the SDK reads ``x-amzn-errortype`` and ``message``.

@@ -441,3 +441,21 @@ async def test_each_behaviour_as_a_raw_sdk_client_sees_it(behaviour: str) -> Non
         assert "end AUDIO INTERRUPTED" in interrupted and "marker" in interrupted
     audio_start = next(body for name, body in barged if name == "contentStart" and body["type"] == "AUDIO")
     assert ("voiceId" in audio_start["audioOutputConfiguration"]) == b.voice_id_in_audio_start
+
+
+async def test_the_response_opens_only_after_the_setup(emulator: BackgroundEmulator) -> None:
+    """As the service does (docs/PROTOCOL.md §12): a client that awaits the response before sending
+    sessionStart and promptStart waits; once they are sent, the response opens."""
+    client = await client_for(emulator)
+    stream = await client.invoke_model_with_bidirectional_stream(
+        InvokeModelWithBidirectionalStreamOperationInput(model_id=NOVA2)
+    )
+    output = asyncio.ensure_future(stream.await_output())
+    done, _ = await asyncio.wait({output}, timeout=1.0)
+    assert not done, "the response opened before any setup event was sent"
+    for event in (SESSION_START, PROMPT_START):
+        chunk = BidirectionalInputPayloadPart(bytes_=json.dumps(event).encode())
+        await stream.input_stream.send(InvokeModelWithBidirectionalStreamInputChunk(value=chunk))
+    done, _ = await asyncio.wait({output}, timeout=10.0)
+    assert done and output.exception() is None
+    await stream.input_stream.close()

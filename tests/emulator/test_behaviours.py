@@ -35,6 +35,10 @@ class DrivenStream:
         self.inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.sent: list[dict[str, Any]] = []
         self.exceptions: list[tuple[str, str]] = []
+        self.response_opened = False
+
+    def open_response(self) -> None:
+        self.response_opened = True
 
     async def receive(self) -> bytes | None:
         return await self.inbox.get()
