@@ -20,6 +20,13 @@ from . import catalog, wire
 MSG_HISTORY_BEFORE_AUDIO: Final = "Chat history should be sent completely before streaming audio."
 #: Quoted from the service (docs/PROTOCOL.md §3).
 MSG_TOOL_RESPONSE: Final = "Tool Response parsing error"
+#: Quoted from the service, as seen in 2026 captures and reports (docs/PROTOCOL.md §12).
+MSG_HISTORY_OVER_LIMIT: Final = "Chat history is over max limit. Trim chat history and try again."
+MSG_EMPTY_VOICE: Final = "Received invalid voiceId: value must not be empty"
+MSG_UNPARSABLE_CHUNK: Final = (
+    "Unable to parse input chunk. Please check input format contains correct format."
+)
+MSG_NO_OPEN_CONTENT: Final = "No open content found for content name: {name}"
 
 
 class ServiceException(ProtocolError):
@@ -110,9 +117,7 @@ class InputValidator:
         name = self._require(body, "contentName", event)
         block = self._blocks.get(name)
         if block is None:
-            raise self._fail(
-                f"Invalid input: {event} for contentName '{name}' that has no open contentStart."
-            )
+            raise self._fail(MSG_NO_OPEN_CONTENT.format(name=name))
         return name, block
 
     # -- the state machine -----------------------------------------------------------------------
@@ -172,6 +177,8 @@ class InputValidator:
         if not isinstance(audio, dict):
             raise self._fail("Invalid input: promptStart is missing audioOutputConfiguration.")
         voice = audio.get("voiceId")
+        if not voice:
+            raise self._fail(MSG_EMPTY_VOICE)
         if voice not in self.model.voices:
             raise self._fail(
                 f"Invalid input: voiceId '{voice}' is not supported by {self.model.id}. "
@@ -191,6 +198,9 @@ class InputValidator:
         for tool in tools:
             spec = tool.get("toolSpec", {}) if isinstance(tool, dict) else {}
             schema = (spec.get("inputSchema") or {}).get("json")
+            if schema is not None and not isinstance(schema, str):
+                # An inputSchema.json given as an object, not a JSON string: the service's answer.
+                raise self._fail(MSG_UNPARSABLE_CHUNK)
             if not spec.get("name") or not isinstance(schema, str):
                 raise self._fail(
                     "Invalid input: each tool needs toolSpec.name and inputSchema.json (a JSON string)."
@@ -296,9 +306,7 @@ class InputValidator:
         if block.role in ("USER", "ASSISTANT") and not block.interactive:
             self._history_bytes += size
             if self._history_bytes > catalog.HISTORY_MAX_BYTES:
-                raise self._fail(
-                    f"Invalid input: chat history exceeds {catalog.HISTORY_MAX_BYTES} bytes (40 KB)."
-                )
+                raise self._fail(MSG_HISTORY_OVER_LIMIT)  # the limit: catalog.HISTORY_MAX_BYTES (40 KB)
         block.pieces.append(content)
         return InputEvent("textInput", body, "TEXT", block.role, block.interactive)
 

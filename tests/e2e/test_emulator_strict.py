@@ -176,7 +176,7 @@ CASES = [
             ],
         ],
         "ValidationException",
-        "40 KB",
+        "Chat history is over max limit. Trim chat history and try again.",
     ),
     (
         "Polly voice",

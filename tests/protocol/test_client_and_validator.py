@@ -197,7 +197,7 @@ def test_validator_rejects_wrong_prompt_name_unknown_content_and_bad_voice() -> 
     expect_rejection(
         validator,
         wire.audio_input(prompt_name=client.prompt_name, content_name="nope", pcm=b"\0\0"),
-        "no open contentStart",
+        "No open content found for content name",
     )
     v = InputValidator(NOVA2)
     feed(v, [wire.session_start(max_tokens=10, top_p=0.5, temperature=0.5)])
@@ -350,3 +350,22 @@ def test_double_encoded_tool_use_and_unknown_events() -> None:
     _, tool, unknown = events  # CompletionStarted, ToolUse, UnknownEvent: no ProtocolViolation
     assert isinstance(tool, ev.ToolUse) and tool.arguments == args and tool.tool_use_id == "tu-9"
     assert isinstance(unknown, ev.UnknownEvent) and unknown.name == "brandNewEvent"
+
+
+def test_validator_answers_with_the_messages_seen_from_the_service() -> None:
+    """Messages quoted from real sessions (docs/PROTOCOL.md §12), so a client's error handling can be
+    tested against the words the service actually uses."""
+    start = wire.encode(wire.session_start(max_tokens=1024, top_p=0.9, temperature=0.7))
+
+    empty_voice = wire.prompt_start(prompt_name="p", voice_id="", output_sample_rate=24000)
+    v = InputValidator(NOVA2)
+    v.receive(start)
+    expect_rejection(v, empty_voice, "^Received invalid voiceId: value must not be empty$")
+
+    tool = wire.ToolSpec("getWeather", "The weather", {"type": "object", "properties": {}})
+    with_tool = wire.prompt_start(prompt_name="p", voice_id="matthew", output_sample_rate=24000, tools=[tool])
+    spec = with_tool["event"]["promptStart"]["toolConfiguration"]["tools"][0]["toolSpec"]
+    spec["inputSchema"]["json"] = {"type": "object"}  # an object where the service wants a JSON string
+    v = InputValidator(NOVA2)
+    v.receive(start)
+    expect_rejection(v, with_tool, "^Unable to parse input chunk")
