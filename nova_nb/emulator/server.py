@@ -160,6 +160,8 @@ class ServerStream:
         self.response_state = "open"
         #: The 200 response headers, while a handler that holds the response has not opened it.
         self._held_headers: list[tuple[str, str]] | None = None
+        #: The x-amzn-requestid of the response, which in-stream error messages also carry.
+        self.request_id = str(uuid.uuid4())
 
     @property
     def response_opened(self) -> bool:
@@ -303,6 +305,9 @@ class ServerStream:
             raise ConfigError(
                 f"unknown in-stream exception type {exception_type!r}; valid: {one_of(exceptions)}"
             )
+        if not message.startswith("RequestId="):
+            # The service's in-stream error messages read "RequestId=<uuid> : <message>" (§12).
+            message = f"RequestId={self.request_id} : {message}"
         await self._send(encode_exception(exception_type, message), end_stream=True)
 
     async def end(self) -> None:
@@ -609,7 +614,7 @@ class _Connection(asyncio.Protocol):
         headers = [
             (":status", "200"),
             ("content-type", EVENT_STREAM_CONTENT_TYPE),
-            ("x-amzn-requestid", str(uuid.uuid4())),
+            ("x-amzn-requestid", stream.request_id),
         ]
         if getattr(server.handler, "holds_response", False):
             stream._held_headers = headers  # sent by stream.open_response() (see there)
