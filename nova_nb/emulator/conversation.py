@@ -60,6 +60,10 @@ MIN_SPEECH_S = 0.15
 #: Audio kept from before the detected onset, and after the last speech frame, for recognition.
 PREROLL_S = 0.3
 POSTROLL_S = 0.25
+#: Silence after which the service says the user stopped speaking (userSpeechEnd): 280–600 ms after
+#: the end of speech in captures at MEDIUM sensitivity (docs/PROTOCOL.md §12); the middle of that
+#: range. The turn itself is still decided after the documented endpointing pause.
+SPEECH_END_DETECTION_S = 0.4
 #: Output audio is sent in chunks of about this length: the real service's average is ~2.6 KB, ~80 ms
 #: at 16 kHz, sizes varying, the last one possibly tiny (docs/PROTOCOL.md §13.5; captures).
 OUTPUT_CHUNK_S = 0.08
@@ -341,6 +345,7 @@ class Conversation(OutputSide):
         self._turn_audio: list[np.ndarray] = []
         self._preroll: deque[np.ndarray] = deque()
         self._in_speech = False
+        self._speech_end_sent = False  # userSpeechEnd already sent for the current stretch of speech
         self.reply: _Reply | None = None
         self.turns: list[dict[str, Any]] = []
         self._usage_in = {"speechTokens": 0, "textTokens": 0}
@@ -525,6 +530,16 @@ class Conversation(OutputSide):
                 # audio just before it (otherwise first consonants are lost to the recogniser).
                 self._turn_audio = list(self._preroll)
                 self._preroll.clear()
+            if self._speech_end_sent and self.behaviour.speech_events:
+                # The user spoke again before the turn was decided: the service reports a new start.
+                self._speech_end_sent = False
+                self._outbox.append(
+                    wire.user_speech_start(
+                        session_id=self.session_id,
+                        prompt_name=self.validator.settings.prompt_name,
+                        input_audio_offset_ms=_ms(self.samples_received - frame.size, rate),
+                    )
+                )
             self._silence_samples = 0
             self._speech_samples += frame.size
             if not self._in_speech and self._speech_samples >= MIN_SPEECH_S * rate:
@@ -562,6 +577,12 @@ class Conversation(OutputSide):
             return
         if not self._in_speech:
             return
+        if (
+            not speech
+            and not self._speech_end_sent
+            and self._silence_samples >= SPEECH_END_DETECTION_S * rate
+        ):
+            self._send_speech_end(rate)
         postroll = int(POSTROLL_S * rate)
         if not speech and self._silence_samples - frame.size < postroll <= self._silence_samples:
             self._start_early_asr(rate, self._turn_length(postroll))
@@ -569,16 +590,8 @@ class Conversation(OutputSide):
             length = self._turn_length(postroll)
             pcm = np.concatenate(self._turn_audio)[:length]
             early = self._early_asr
-            if self.behaviour.speech_events:
-                # userSpeechEnd: where the speech ended, and where the pause decided it (§13.1).
-                self._outbox.append(
-                    wire.user_speech_end(
-                        session_id=self.session_id,
-                        prompt_name=self.validator.settings.prompt_name,
-                        input_audio_offset_ms=_ms(self.samples_received - self._silence_samples, rate),
-                        input_audio_detection_offset_ms=_ms(self.samples_received, rate),
-                    )
-                )
+            if not self._speech_end_sent:
+                self._send_speech_end(rate)
             self._reset_turn()
             transcript = early[1] if early is not None and early[0] == length else None
             self._start_reply(pcm, typed=False, transcript=transcript)
@@ -588,7 +601,22 @@ class Conversation(OutputSide):
         total = sum(f.size for f in self._turn_audio)
         return total - self._silence_samples + min(self._silence_samples, postroll)
 
+    def _send_speech_end(self, rate: int) -> None:
+        """userSpeechEnd: where the speech ended, and where it was detected (§12, §13.1)."""
+        assert self.validator is not None
+        self._speech_end_sent = True
+        if self.behaviour.speech_events:
+            self._outbox.append(
+                wire.user_speech_end(
+                    session_id=self.session_id,
+                    prompt_name=self.validator.settings.prompt_name,
+                    input_audio_offset_ms=_ms(self.samples_received - self._silence_samples, rate),
+                    input_audio_detection_offset_ms=_ms(self.samples_received, rate),
+                )
+            )
+
     def _reset_turn(self) -> None:
+        self._speech_end_sent = False
         self._turn_audio.clear()
         self._speech_samples = self._silence_samples = 0
         self._in_speech = False

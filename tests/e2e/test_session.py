@@ -398,3 +398,23 @@ async def test_input_listener_and_playback_reports_share_the_event_clock(session
     assert isinstance(events[-1], ev.PlaybackReported) and events[-1].played_s == 0.5
     with pytest.raises(s2s.ConfigError, match="played_s"):
         session.report_playback(chunks[0].content_id, -1)  # type: ignore[attr-defined]
+
+
+async def test_service_speech_end_comes_before_the_turn_decision(session: s2s.S2SSession) -> None:
+    """As captured from the service (docs/PROTOCOL.md §12): userSpeechEnd comes ~0.3–0.6 s after the
+    speech stopped, while the turn is decided only after the endpointing pause (1.5 s at "low")."""
+    got = Collected()
+    collector = asyncio.create_task(collect(session, got))
+    await speak_and_wait(session, 1.0)
+    await session.close()
+    await asyncio.wait({collector}, timeout=5)
+    (end,) = got.of(ev.ServiceSpeechEnded)
+    assert end.input_audio_offset_ms is not None and end.detection_offset_ms is not None
+    assert 380 <= end.detection_offset_ms - end.input_audio_offset_ms <= 500  # the emulator's 0.4 s
+    order = [type(e).__name__ for e in got.events]
+    decision = next(i for i, e in enumerate(got.events) if isinstance(e, ev.Transcript) and e.role == "USER")
+    assert order.index("ServiceSpeechEnded") < decision
+    # So the service's end of speech → first audio includes most of the pause, unlike the decision's.
+    (turn,) = TurnBuilder().feed_all(got.events)
+    assert turn.service_response_s is not None and turn.decision_to_audio_s is not None
+    assert turn.service_response_s > turn.decision_to_audio_s
