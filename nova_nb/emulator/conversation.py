@@ -64,6 +64,10 @@ POSTROLL_S = 0.25
 #: the end of speech in captures at MEDIUM sensitivity (docs/PROTOCOL.md §12); the middle of that
 #: range. The turn itself is still decided after the documented endpointing pause.
 SPEECH_END_DETECTION_S = 0.4
+#: A client that sent no audio for this long has stopped streaming: from then on a reply's playback
+#: is timed by the wall clock instead of by the audio received (which no longer advances). Shorter
+#: pauses (a client busy elsewhere, a loaded machine) keep audio time, so results stay deterministic.
+STOPPED_STREAMING_S = 2.0
 #: Output audio is sent in chunks of about this length: the real service's average is ~2.6 KB, ~80 ms
 #: at 16 kHz, sizes varying, the last one possibly tiny (docs/PROTOCOL.md §13.5; captures).
 OUTPUT_CHUNK_S = 0.08
@@ -340,6 +344,7 @@ class Conversation(OutputSide):
         self.faults = self.options.faults
         # Audio time.
         self.samples_received = 0
+        self._last_input_wall = time.monotonic()  # when the last audio frame arrived
         self._speech_samples = 0
         self._silence_samples = 0
         self._turn_audio: list[np.ndarray] = []
@@ -523,6 +528,7 @@ class Conversation(OutputSide):
         rate = self.validator.settings.input_sample_rate
         speech = self.detector.is_speech(frame, rate)
         self.samples_received += frame.size
+        self._last_input_wall = time.monotonic()
         in_turn = self._in_speech or self._speech_samples > 0
         if speech:
             if not in_turn:
@@ -817,14 +823,17 @@ class Conversation(OutputSide):
             if self.samples_received >= reply.start_sample + self._out_to_in(out_samples):
                 return
             remaining = reply.start_wall + out_samples / rate - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 and self._stopped_streaming():
                 return
             reply.tick.clear()
             waiter = asyncio.ensure_future(reply.tick.wait())
             try:
-                await asyncio.wait({waiter}, timeout=remaining + 0.05)
+                await asyncio.wait({waiter}, timeout=max(remaining, 0) + 0.25)
             finally:
                 waiter.cancel()
+
+    def _stopped_streaming(self) -> bool:
+        return time.monotonic() - self._last_input_wall >= STOPPED_STREAMING_S
 
     async def _speak_sentences(self, reply: _Reply, text: str) -> tuple[str, float | None]:
         """The service's structure (§13.4): per sentence SPECULATIVE TEXT → AUDIO, every block ending
@@ -933,11 +942,13 @@ class Conversation(OutputSide):
         # (or in wall time, for a client that stopped streaming), unless the user barges in.
         self._check_playback_end()
         out_rate = settings.output_sample_rate
-        remaining_wall = reply.start_wall + (reply.total_out_samples or 0) / out_rate - time.monotonic()
-        if not reply.finished.is_set():
+        while not reply.finished.is_set():
+            remaining_wall = reply.start_wall + (reply.total_out_samples or 0) / out_rate - time.monotonic()
+            if remaining_wall <= 0 and self._stopped_streaming():
+                break
             waiter = asyncio.ensure_future(reply.finished.wait())
             try:
-                await asyncio.wait({waiter}, timeout=max(remaining_wall, 0) + 0.05)
+                await asyncio.wait({waiter}, timeout=max(remaining_wall, 0) + 0.25)
             finally:
                 waiter.cancel()  # also when this reply is cancelled meanwhile
         reply.finished.set()

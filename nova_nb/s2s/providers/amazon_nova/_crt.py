@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import copy
 import logging
 import socket
@@ -76,9 +77,15 @@ def own_body_writer(crt_stream: Any) -> None:
         if not writer.done():
             writer.cancel()
 
+    def on_completion(_: concurrent.futures.Future[Any]) -> None:
+        # Completed from CRT's own thread: hop to the stream's loop, unless that loop is gone (a
+        # stream still open when its program ended): then there is nothing left to stop.
+        if not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed between the check and the call
+                loop.call_soon_threadsafe(stop_waiting_writer)
+
     if isinstance(completion, concurrent.futures.Future):
-        # Completed from CRT's own thread: hop to the stream's loop.
-        completion.add_done_callback(lambda _: loop.call_soon_threadsafe(stop_waiting_writer))
+        completion.add_done_callback(on_completion)
 
 
 class NovaCRTHTTPClient(AWSCRTHTTPClient):
