@@ -15,6 +15,8 @@ from nova_nb.protocol import catalog, order, wire
 from nova_nb.protocol.order import OutputOrder
 from nova_nb.s2s.providers.amazon_nova.client import NovaClientProtocol
 
+from ..clients import make_client
+
 
 class FakeStream:
     """Just enough of ServerStream: an inbox of input events, a list of what was sent."""
@@ -39,16 +41,7 @@ class FakeStream:
 
 
 def client() -> NovaClientProtocol:
-    return NovaClientProtocol(
-        model_id=catalog.NOVA_2_SONIC,
-        voice_id="matthew",
-        input_sample_rate=16000,
-        output_sample_rate=24000,
-        max_tokens=1024,
-        top_p=0.9,
-        temperature=0.7,
-        endpointing_sensitivity="MEDIUM",
-    )
+    return make_client()
 
 
 async def test_a_burst_stopped_mid_block_still_ends_in_order() -> None:

@@ -19,22 +19,9 @@ from nova_nb.s2s import events as ev
 from nova_nb.s2s.providers.amazon_nova.client import NovaClientProtocol
 from nova_nb.s2s.types import HistoryMessage
 
+from ..clients import make_client
+
 NOVA2 = catalog.NOVA_2_SONIC
-
-
-def make_client(model_id: str = NOVA2, **kw: Any) -> NovaClientProtocol:
-    defaults: dict[str, Any] = dict(
-        model_id=model_id,
-        voice_id="matthew",
-        input_sample_rate=16000,
-        output_sample_rate=24000,
-        max_tokens=1024,
-        top_p=0.9,
-        temperature=0.7,
-        endpointing_sensitivity="MEDIUM",
-    )
-    defaults.update(kw)
-    return NovaClientProtocol(**defaults)
 
 
 def feed(validator: InputValidator, events: list[Any]) -> list[str]:

@@ -12,6 +12,8 @@ from nova_nb.protocol import catalog, wire
 from nova_nb.s2s import events as ev
 from nova_nb.s2s.providers.amazon_nova.client import NovaClientProtocol
 
+from ..clients import make_client
+
 
 def test_every_model_has_lifecycle_facts() -> None:
     for model in catalog.MODELS.values():
@@ -44,16 +46,7 @@ def test_nova_sonic_v1_is_legacy_then_retired_on_its_end_of_life() -> None:
 
 
 def _client() -> NovaClientProtocol:
-    return NovaClientProtocol(
-        model_id=catalog.NOVA_2_5_SONIC,
-        voice_id="matthew",
-        input_sample_rate=16000,
-        output_sample_rate=24000,
-        max_tokens=1024,
-        top_p=0.9,
-        temperature=0.7,
-        endpointing_sensitivity="MEDIUM",
-    )
+    return make_client(catalog.NOVA_2_5_SONIC)
 
 
 def _receive(name: str, body: Any) -> list[ev.Event]:

@@ -18,6 +18,8 @@ from nova_nb.protocol.order import OutputOrder, OutputOrderError
 from nova_nb.s2s import events as ev
 from nova_nb.s2s.providers.amazon_nova.client import NovaClientProtocol
 
+from ..clients import make_client
+
 Ev = tuple[str, dict[str, Any]]
 SPEC = json.dumps({"generationStage": "SPECULATIVE"})
 FINAL = json.dumps({"generationStage": "FINAL"})
@@ -273,16 +275,7 @@ def test_require_raises_and_check_goes_on_after_a_violation() -> None:
 
 
 def client() -> NovaClientProtocol:
-    return NovaClientProtocol(
-        model_id="amazon.nova-2-sonic-v1:0",
-        voice_id="matthew",
-        input_sample_rate=16000,
-        output_sample_rate=24000,
-        max_tokens=1024,
-        top_p=0.9,
-        temperature=0.7,
-        endpointing_sensitivity="MEDIUM",
-    )
+    return make_client()
 
 
 def raw(event: Ev) -> bytes:
