@@ -285,3 +285,57 @@ async def test_long_session_memory_is_flat() -> None:
     # After warm-up, memory does not grow with the session's length (RSS is noisy: generous bound).
     growth = rss[-1] - rss[3]
     assert growth < 40 * 1024 * 1024, [r // 2**20 for r in rss]
+
+
+async def test_continuation_mid_reply_keeps_the_reply_whole_and_answers_once() -> None:
+    """A continuation that starts as a multi-sentence reply begins must not cut that reply between
+    two sentences (PARTIAL_TURN), must hand the decided turns to the new stream as history, and must
+    not replay the question's audio too (the new stream would answer it a second time)."""
+    from nova_nb.emulator.conversation import ScriptedBrain
+
+    class SlowSpeaker(ScriptedBrain):
+        # Synthesis takes a moment per sentence, as a real TTS does: between two sentences of a
+        # reply no AUDIO block is open, which is where a stream used to be retired too early.
+        def speak(self, text: str, settings: Any) -> Any:
+            time.sleep(0.8)  # runs in the emulator's synthesis thread; 3 × 0.8 s > close_timeout_s
+            yield from super().speak(text, settings)
+
+    def three_sentences(_text: str) -> str:
+        return "One sentence here. Then a second one. And a third to end it."
+
+    stats: list[dict[str, Any]] = []
+    engine = ConversationOptions(
+        brain_factory=lambda: SlowSpeaker(three_sentences),
+        faults=Faults(session_limit_s=30.0),
+        on_stream_end=stats.append,
+    )
+    # Continue as soon as a reply starts after 1 s; replay 3 s (the default), longer than the pause
+    # between the question's end and the reply: the question's tail is in the replay window.
+    provider = s2s.new_provider("local", engine=engine, latency_target="low", continuation_after_s=1.0)
+    assert isinstance(provider, s2s.StreamingS2SProvider)
+    session = await provider.start_streaming()
+    got = Collected()
+    collector = asyncio.create_task(collect(session, got))
+    first = await speak_and_wait(session, 0.6)
+    second = await speak_and_wait(session, 0.6)  # its reply starts the continuation
+    # Keep the microphone open a while: a stream that had the question replayed would answer again.
+    for _ in range(60):
+        await session.send_audio(silence(0.064))
+        await asyncio.sleep(0.06)
+    await session.close()
+    await asyncio.wait({collector}, timeout=5)
+
+    renewals = got.of(ev.SessionRenewed)
+    assert renewals and all(r.reason == "continuation" for r in renewals)
+    # The last hand-over came with the second reply: the first exchange and the second question.
+    assert renewals[-1].history_messages >= 2, [r.history_messages for r in renewals]
+    for chunks in (first, second):
+        assert chunks[-1].is_final and not chunks[-1].interrupted and chunks[-1].error is None
+    ended = [e for e in got.of(ev.ContentEnded) if e.type == "AUDIO" and e.role == "ASSISTANT"]
+    # Each reply is three blocks, PARTIAL_TURN twice then END_TURN: nothing was abandoned.
+    assert [e.stop_reason for e in ended] == ["PARTIAL_TURN", "PARTIAL_TURN", "END_TURN"] * 2
+    assert not got.of(ev.Interruption)
+    user_finals = [e for e in got.of(ev.Transcript) if e.role == "USER" and e.stage == "FINAL"]
+    assert len(user_finals) == 2, [e.text for e in user_finals]  # no second answer from the replay
+    await wait_for(lambda: len(stats) == len(session.streams))  # type: ignore[attr-defined]
+    assert_no_user_audio_lost(session, stats)

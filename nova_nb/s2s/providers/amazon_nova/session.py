@@ -115,6 +115,16 @@ class _Stream:
         self.events_sent = 0
         self.audio_samples = 0  # user audio samples queued on this stream (replays included)
         self.speaking: set[str] = set()  # ASSISTANT AUDIO blocks open on this stream
+        # A reply is one or more AUDIO blocks (PARTIAL_TURN between sentences, §12): the turn is open
+        # from its first audio until a block ends it (END_TURN, INTERRUPTED). Between two sentences
+        # ``speaking`` is empty while the turn is not over; a retiring stream must wait for the turn.
+        self.turn_content: str | None = None
+        # ASSISTANT SPECULATIVE texts whose FINAL has not come yet: FINAL texts arrive paced to when
+        # playback would end (§12), after the audio, and they are what goes into the history.
+        self.finals_due = 0
+        # Every ASSISTANT AUDIO block this stream sent, with when its first chunk arrived, in order:
+        # after a continuation two streams may speak at once, and only this says which spoke what.
+        self.audio_blocks: dict[str, float] = {}
 
     @property
     def age_s(self) -> float:
@@ -452,8 +462,9 @@ class NovaSession(S2SSession):
                 if delay:
                     await asyncio.sleep(delay)
             protocol = self._new_protocol()
-            # The last USER message's audio is being replayed: do not also give it as history.
-            history = shape_history(self.history, drop_last_user=bool(self._recent))
+            # History holds the decided turns; the replayed audio (self._recent) only what came after
+            # the last decision, so nothing is given twice.
+            history = shape_history(self.history)
             setup = protocol.setup_payloads(self.context.system_prompt, history)
             stream = _Stream(self, protocol, len(self.streams))
             try:
@@ -507,7 +518,9 @@ class NovaSession(S2SSession):
         async def retire() -> None:
             deadline = time.monotonic() + RETIRE_MAX_S
             # Polling is fine here: a few checks a second, for one reply, in the background.
-            while old.speaking and not old.ended.is_set() and time.monotonic() < deadline:  # noqa: ASYNC110
+            while (old.turn_content is not None or old.finals_due > 0) and (  # noqa: ASYNC110
+                not old.ended.is_set() and time.monotonic() < deadline
+            ):
                 await asyncio.sleep(0.05)
             await old.close(self.config.close_timeout_s)
 
@@ -515,10 +528,14 @@ class NovaSession(S2SSession):
 
     def _on_stream_end(self, stream: _Stream, error: StreamError | None) -> None:
         now = time.monotonic()
-        for content_id in tuple(stream.speaking):
+        unfinished = set(stream.speaking)
+        if stream.turn_content is not None:
+            unfinished.add(stream.turn_content)  # ended between two sentences of its reply
+        stream.speaking.clear()
+        stream.turn_content = None
+        for content_id in unfinished:
             # A reply this stream was still speaking will never finish: end its turn for the player,
             # as an interruption (a new stream does not continue a reply; the user asks again).
-            stream.speaking.discard(content_id)
             self._abandon_turn(content_id, now)
         if stream is not self._stream or self._closing:
             return  # a retired stream, or the session is closing anyway
@@ -542,6 +559,8 @@ class NovaSession(S2SSession):
     def _dispatch(self, stream: _Stream, event: ev.Event) -> None:
         """Route one event from a stream's reader into the output pipeline (S2SSession)."""
         if isinstance(event, ev.AudioOutput):
+            stream.audio_blocks.setdefault(event.content_id, event.timestamp)
+            stream.turn_content = event.content_id
             if self._output_audio(event) and event.content_id not in stream.speaking:
                 stream.speaking.add(event.content_id)
                 # §9: continue on a new stream when the assistant next starts speaking.
@@ -553,10 +572,23 @@ class NovaSession(S2SSession):
                     self._start_renewal("continuation")
             return
         if isinstance(event, ev.Interruption):
+            # The reply is over; of its sentences only the one being heard may still get a FINAL.
+            stream.turn_content = None
+            stream.finals_due = min(stream.finals_due, 1)
             self._interrupt(event)
             return
         if isinstance(event, ev.StreamErrorEvent) and self._stream is not None and stream is not self._stream:
             return
+        if isinstance(event, ev.Transcript) and event.role == "ASSISTANT":
+            if event.stage == "SPECULATIVE":
+                stream.finals_due += 1
+            elif stream.finals_due > 0:
+                stream.finals_due -= 1
+        if isinstance(event, ev.Transcript) and event.role == "USER" and event.stage != "SPECULATIVE":
+            # The turn is decided and its words go into the history: the audio before this moment
+            # must not be replayed to a new stream as well, or the model would answer it twice.
+            # What is kept from here on is what no stream has turned into a turn yet.
+            self._recent.clear()
         if isinstance(event, ev.Transcript) and event.stage != "SPECULATIVE" and event.text.strip():
             if event.role in ("USER", "ASSISTANT"):
                 self.history.append(HistoryMessage(event.role, event.text))  # type: ignore[arg-type]
@@ -569,6 +601,8 @@ class NovaSession(S2SSession):
         if isinstance(event, ev.ContentEnded) and event.type == "AUDIO" and event.role == "ASSISTANT":
             stream.speaking.discard(event.content_id)
             if event.stop_reason != "PARTIAL_TURN":  # a PARTIAL_TURN block is followed by more of the turn
+                if stream.turn_content == event.content_id or not stream.speaking:
+                    stream.turn_content = None
                 self._end_turn_audio(event.content_id, event.timestamp)
         elif isinstance(event, ev.ToolUse):
             self._handle_tool_use(event)
