@@ -14,21 +14,52 @@
 :func:`talk`
     display a panel; without a browser (nbval, scripts) say a file through it instead.
 ``nova_nb.widgets.server``
-    opt-in Jupyter server extension: TCP_NODELAY on kernel websockets, for lower kernel → page latency
-    (``jupyter server extension enable nova_nb.widgets.server``).
+    Jupyter server extension, enabled on install: TCP_NODELAY on kernel websockets, for lower
+    kernel → page latency (``server.extension_enabled()`` says whether it is on).
+
+The names are imported on first use (PEP 562), so the server extension, which lives in this package,
+loads in the Jupyter server without numpy, ipywidgets or the session API.
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-from ._decode import decode_audio, encode_webm_opus
-from ._live import LiveAudio, load_audio, percentiles
-from ._panel import SessionPanel, TurnRecord, frontend_attached
-from ._recorder import PushToTalk
+    from ._decode import decode_audio, encode_webm_opus
+    from ._live import LiveAudio, load_audio, percentiles
+    from ._panel import SessionPanel, TurnRecord, frontend_attached
+    from ._recorder import PushToTalk
+
+_LAZY = {
+    "LiveAudio": "._live",
+    "load_audio": "._live",
+    "percentiles": "._live",
+    "SessionPanel": "._panel",
+    "TurnRecord": "._panel",
+    "frontend_attached": "._panel",
+    "PushToTalk": "._recorder",
+    "decode_audio": "._decode",
+    "encode_webm_opus": "._decode",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
     "LiveAudio",
@@ -83,6 +114,7 @@ def talk(
         After the file path, ``panel.turns`` holds the reply (transcript, latency, audio).
     """
     from .. import s2s
+    from ._panel import SessionPanel, frontend_attached
 
     context = s2s.ConversationContext(system_prompt=system_prompt) if system_prompt else None
     panel = SessionPanel(

@@ -34,6 +34,11 @@ class LoopThread:
             self.loop.close()
 
     @property
+    def thread(self) -> threading.Thread:
+        """The thread the loop runs on."""
+        return self._thread
+
+    @property
     def alive(self) -> bool:
         return self._thread.is_alive() and not self.loop.is_closed()
 

@@ -12,6 +12,14 @@
 // Linear interpolation or decimation without such a filter folds 8-22 kHz (sibilants, keyboard
 // clicks, fan noise) back into the speech band.
 const PHASES = 256;
+
+// Wall-clock milliseconds on the audio thread, the clock the kernel's time.time() reads: frames are
+// stamped here, when captured, so delays on the page's main thread are part of the measured latency.
+// (Chromium gives AudioWorkletGlobalScope no `performance`; Date.now() is the same wall clock at 1 ms.)
+const wallNow =
+  typeof performance !== "undefined" && performance.timeOrigin
+    ? () => performance.timeOrigin + performance.now()
+    : () => Date.now();
 const STOPBAND_DB = 72;
 
 function besselI0(x) {
@@ -127,10 +135,13 @@ class CaptureProcessor extends AudioWorkletProcessor {
   flushFrame() {
     const rms = Math.sqrt(this.sumSquares / this.frameSamples);
     const buffer = this.frame.buffer;
-    // currentTime is the context time of the first sample of this render quantum; the main thread
-    // maps it to wall-clock time with getOutputTimestamp().
-    this.port.postMessage({ type: "frame", buffer, rms, peak: this.peak, seq: this.frames++, t: currentTime },
-      [buffer]);
+    // `captured`: the frame's last sample has just been captured (this render quantum is being
+    // processed now); `t`: the context time of the quantum. `seq` counts frames, so the kernel can
+    // tell a lost frame from a late one.
+    this.port.postMessage(
+      { type: "frame", buffer, rms, peak: this.peak, seq: this.frames++, t: currentTime, captured: wallNow() },
+      [buffer],
+    );
     this.frame = new Int16Array(this.frameSamples);
     this.filled = 0;
     this.sumSquares = 0;
@@ -249,9 +260,10 @@ class PlayerProcessor extends AudioWorkletProcessor {
       if (peak > this.tapPeak) this.tapPeak = peak;
       this.lastAudible = currentTime + out.length / sampleRate;
     }
-    if (currentTime - this.lastTap >= 0.05 && (this.audible || this.tapPeak)) {
+    if (currentTime - this.lastTap >= 0.05 && (this.audible || this.tapPeak || this.queue.length)) {
+      const queued = this.queue.reduce((n, c) => n + c.pcm.length - c.read, 0);
       this.port.postMessage({ type: "tap", audible: this.audible, peak: this.tapPeak, lastAudible: this.lastAudible,
-        t: currentTime });
+        t: currentTime, queued });
       this.lastTap = currentTime;
       this.tapPeak = 0;
     }

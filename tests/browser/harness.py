@@ -190,8 +190,11 @@ class JupyterLab:
             "--ServerApp.disable_check_xsrf=True",
             "--ServerApp.terminals_enabled=False",
         ]
-        if self.nodelay:  # nova_nb's opt-in server extension (see nova_nb/widgets/server.py)
-            cmd.append('--ServerApp.jpserver_extensions={"nova_nb.widgets.server": True}')
+        # nova_nb's server extension (nova_nb/widgets/server.py) is enabled by the installed
+        # jupyter_server_config.d/nova_nb.json; say it explicitly either way, so a run does not depend on
+        # how this environment was installed (--stock in bench.browser turns it off).
+        flag = "True" if self.nodelay else "False"
+        cmd.append(f'--ServerApp.jpserver_extensions={{"nova_nb.widgets.server": {flag}}}')
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             cmd.append("--allow-root")  # CI containers run as root
         log = self.log.open("wb")

@@ -54,6 +54,14 @@ def test_frames_are_20ms_of_16khz_int16(page_dir: Path, fake_mic: Path) -> None:
         frames = page.evaluate(
             "model.sent.filter(m => m.content.type === 'frame').map(m => [m.bytes, m.content.seq])"
         )
+        stamps = page.evaluate(
+            "model.sent.filter(m => m.content.type === 'frame').map(m => [m.content.captured, m.content.sent])"
+        )
+        # Page-side events per widget, through the element's hook (no globals).
+        events = page.evaluate("live.events('frame').length")
+        controls = page.evaluate(
+            "[...document.querySelectorAll('[data-testid]')].map(e => e.dataset.testid + ':' + (e.getAttribute('aria-label') || ''))"
+        )
         state = page.evaluate(
             "({running: model.get('running'), rate: model.get('device_rate'), status: model.get('status')})"
         )
@@ -68,14 +76,12 @@ def test_frames_are_20ms_of_16khz_int16(page_dir: Path, fake_mic: Path) -> None:
             "the level meter to move",
         )
         # Echo cancellation off: the microphone is reopened without it, and frames keep coming.
-        assert page.evaluate("window.__novaNbLive[0].echoCancellation") is True
-        before = page.evaluate("window.__novaNbLive[0].framesSent")
+        assert page.evaluate("live.state().echoCancellation") is True
+        before = page.evaluate("live.state().framesSent")
         page.uncheck("input.nova-live-aec")
+        harness.wait_until(lambda: page.evaluate("live.state().echoCancellation") is False, 10, "AEC off")
         harness.wait_until(
-            lambda: page.evaluate("window.__novaNbLive[0].echoCancellation") is False, 10, "AEC off"
-        )
-        harness.wait_until(
-            lambda: page.evaluate("window.__novaNbLive[0].framesSent") > before + 25,
+            lambda: page.evaluate("live.state().framesSent") > before + 25,
             10,
             "frames after the toggle",
         )
@@ -84,6 +90,10 @@ def test_frames_are_20ms_of_16khz_int16(page_dir: Path, fake_mic: Path) -> None:
         )
     assert state["running"] and state["status"] == "listening" and state["rate"] in (44100, 48000), state
     assert {b for b, _ in frames} == {640}
+    # Stamped on the audio thread at capture, before the main thread posted them.
+    assert all(0 < captured <= sent + 1 for captured, sent in stamps), stamps[:5]
+    assert events >= 60
+    assert "nova-live-mic:Stop the microphone" in controls and "nova-live-aec:echo cancellation" in controls
     assert [s for _, s in frames] == list(range(len(frames)))  # in order, none lost
     assert peak > 1000  # the fake microphone's speech came through
     assert meter > 0
@@ -109,10 +119,10 @@ def test_playback_is_gap_free_and_flush_silences_at_once(
             }"""
         )
         harness.wait_until(
-            lambda: page.evaluate("window.__novaNbLive[0].audibleSamples") >= 24000 - 128, 5, "1 s played"
+            lambda: page.evaluate("live.state().audibleSamples") >= 24000 - 128, 5, "1 s played"
         )
         played = page.evaluate("model.sent.filter(m => m.content.type === 'played').map(m => m.content)")
-        audible = page.evaluate("window.__novaNbLive[0].audibleSamples")
+        audible = page.evaluate("live.state().audibleSamples")
         # Gap-free: exactly as many audible samples as were sent (± one render quantum of rounding).
         assert abs(audible - 24000) <= 128, audible
         assert played and abs(played[-1]["played_s"] - 1.0) < 0.01 and played[-1]["id"] == "reply-1"
@@ -128,10 +138,10 @@ def test_playback_is_gap_free_and_flush_silences_at_once(
         page.wait_for_timeout(300)
         page.screenshot(path=str(artifacts / "page-playing.png"))
         page.evaluate("model.emit('msg:custom', {type: 'flush', token: 7})")
-        harness.wait_until(lambda: page.evaluate("window.__novaNbLive[0].flushes.length") >= 1, 5, "flush")
+        harness.wait_until(lambda: page.evaluate("live.state().flushes.length") >= 1, 5, "flush")
         page.wait_for_timeout(300)
-        flush = page.evaluate("window.__novaNbLive[0].flushes[0]")
-        last_audible = page.evaluate("window.__novaNbLive[0].lastAudibleAt")
+        flush = page.evaluate("live.state().flushes[0]")
+        last_audible = page.evaluate("live.state().lastAudibleAt")
         final = page.evaluate(
             "model.sent.filter(m => m.content.type === 'played' && m.content.final).map(m => m.content)"
         )
