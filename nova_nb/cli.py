@@ -24,7 +24,7 @@ import signal
 import sys
 import textwrap
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
@@ -582,6 +582,186 @@ def _add_talk(commands: Any) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+#: The server extension that turns on TCP_NODELAY for kernel websockets (nova_nb.widgets.server).
+SERVER_EXTENSION: Final = "nova_nb.widgets.server"
+#: Variables BinderHub sets in every server it launches (its spawner's ``binder_*`` user options).
+BINDER_ENV: Final = ("BINDER_LAUNCH_HOST", "BINDER_REQUEST", "BINDER_REPO_URL", "BINDER_REF_URL")
+#: Peak RSS of one kernel running notebooks 00 and 01 with the speech engine: 344 MiB, measured by
+#: scripts/ci-binder.sh on 2026-12-02 (docs/BINDER.md). Less than this free: warn.
+KERNEL_PEAK_MIB: Final = 344
+#: cgroup limits at or above this mean "no limit" (cgroup v1 writes 2^63 rounded down to a page).
+_UNLIMITED: Final = 1 << 60
+
+
+def binder_status(environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """("binder" | "repo2docker" | "no", detail): launched by BinderHub, in a repo2docker image that
+    BinderHub did not launch (``repo2docker`` run locally, or a build step), or neither."""
+    env = os.environ if environ is None else environ
+    found = [name for name in BINDER_ENV if env.get(name)]
+    if found:
+        where = env.get("BINDER_LAUNCH_HOST") or "a BinderHub"
+        repo = env.get("BINDER_REPO_URL") or env.get("BINDER_REQUEST") or "this repository"
+        return "binder", f"yes: launched by {where} from {repo}; the session is temporary, download your work"
+    if env.get("REPO_DIR") and env.get("NB_PYTHON_PREFIX"):
+        return "repo2docker", f"no, but in a repo2docker image (REPO_DIR={env['REPO_DIR']})"
+    return "no", "no (BinderHub's variables are not set)"
+
+
+def server_extension_enabled() -> bool | None:
+    """Whether Jupyter's config (the same files ``jupyter server extension list`` reads, for this
+    Python's environment and user) enables :data:`SERVER_EXTENSION`; None without jupyter_server."""
+    import warnings
+
+    with warnings.catch_warnings():
+        # jupyter_core 5 warns on import that its paths will move to platformdirs in v6; that concerns
+        # where user config lives in the future, not this read of today's paths.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="jupyter_core.*")
+        warnings.filterwarnings(
+            "ignore", message="Jupyter is migrating its paths", category=DeprecationWarning
+        )
+        try:
+            from jupyter_core.paths import jupyter_config_path
+            from jupyter_server.extension.config import ExtensionConfigManager
+        except ImportError:
+            return None
+        manager = ExtensionConfigManager(read_config_path=jupyter_config_path())
+        return bool(manager.enabled(SERVER_EXTENSION))
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _inactive_file(stat: Path, key: str) -> int:
+    """Page cache the kernel can drop at once: not memory a new kernel would have to fight for."""
+    try:
+        for line in stat.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def cgroup_memory() -> tuple[int, int, str] | None:
+    """(limit, in use, cgroup) in bytes for the tightest memory limit on this process's cgroup and its
+    ancestors (cgroup v2 or v1), where a Binder pod's 2 GB limit is enforced. "In use" leaves out
+    inactive page cache, as Kubernetes' working set does. None when there is no limit (or no Linux)."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    candidates: list[tuple[Path, str, str, str]] = []  # (dir, limit file, usage file, stat key)
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            base = Path("/sys/fs/cgroup")
+            limit_name, usage_name, key = "memory.max", "memory.current", "inactive_file"
+        elif "memory" in controllers.split(","):
+            base = Path("/sys/fs/cgroup/memory")
+            limit_name, usage_name, key = (
+                "memory.limit_in_bytes",
+                "memory.usage_in_bytes",
+                "total_inactive_file",
+            )
+        else:
+            continue
+        parts = [p for p in path.split("/") if p]
+        # This cgroup and each ancestor (a container may see only its own part of the tree: "/").
+        for depth in range(len(parts), -1, -1):
+            candidates.append((base.joinpath(*parts[:depth]), limit_name, usage_name, key))
+    best: tuple[int, int, str] | None = None
+    for directory, limit_name, usage_name, key in candidates:
+        limit = _read_int(directory / limit_name)  # "max" (v2, no limit) is not a number
+        usage = _read_int(directory / usage_name)
+        if limit is None or usage is None or limit >= _UNLIMITED:
+            continue
+        in_use = max(0, usage - _inactive_file(directory / "memory.stat", key))
+        if best is None or limit - in_use < best[0] - best[1]:
+            best = (limit, in_use, str(directory))
+    return best
+
+
+def _host_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def running_kernels() -> list[tuple[int, int]]:
+    """(pid, RSS bytes) of this user's running IPython kernels (Linux /proc; empty elsewhere)."""
+    kernels = []
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if uid is not None and entry.stat().st_uid != uid:
+                continue
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if not any(arg.endswith((b"ipykernel_launcher", b"ipykernel")) for arg in argv):
+                continue
+            status = (entry / "status").read_text()
+        except OSError:  # the process ended while we looked
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                kernels.append((int(entry.name), int(line.split()[1]) * 1024))
+    return kernels
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def memory_row() -> tuple[str, str, str]:
+    """How much memory is left for kernels: the cgroup limit (Binder: 2 GB per user) or the host's."""
+    cgroup, host = cgroup_memory(), _host_available()
+    kernels = running_kernels()
+    in_kernels = (
+        f"; {len(kernels)} kernel(s) running use {_mib(sum(r for _, r in kernels))}" if kernels else ""
+    )
+    if cgroup is not None:
+        limit, in_use, _ = cgroup
+        available = limit - in_use if host is None else min(limit - in_use, host)
+        detail = f"{_mib(available)} available of a {_mib(limit)} limit (cgroup){in_kernels}"
+    elif host is not None:
+        available = host
+        detail = f"{_mib(available)} available (host, no cgroup limit){in_kernels}"
+    else:
+        return ("skip", "memory", f"not measured on {sys.platform}")
+    if available < KERNEL_PEAK_MIB * 2**20:
+        return (
+            "warn",
+            "memory",
+            f"{detail}: a notebook's kernel peaks at ~{KERNEL_PEAK_MIB} MiB; shut down kernels you are not "
+            "using (Kernel > Shut Down Kernel)",
+        )
+    return ("ok", "memory", f"{detail} (a notebook's kernel peaks at ~{KERNEL_PEAK_MIB} MiB)")
+
+
+def server_extension_row(where: str) -> tuple[str, str, str]:
+    enabled = server_extension_enabled()
+    if enabled is None:
+        return ("skip", "server extension", "jupyter_server is not installed")
+    if enabled:
+        return ("ok", "server extension", f"{SERVER_EXTENSION} enabled (TCP_NODELAY on kernel websockets)")
+    # On Binder (or any repo2docker image of this repository) binder/postBuild enables it: not
+    # enabled there means the image was built wrongly. Elsewhere it is optional.
+    return (
+        "fail" if where != "no" else "warn",
+        "server extension",
+        f"{SERVER_EXTENSION} not enabled: audio reaches the page later (Nagle); see its module docstring",
+    )
+
+
 def doctor_checks(
     check_model: bool = False, region: str | None = None, profile: str | None = None
 ) -> list[tuple[str, str, str]]:
@@ -665,6 +845,10 @@ def doctor_checks(
             rows.append(("ok", purpose, f"{package} {md.version(package)}"))
         except md.PackageNotFoundError:
             rows.append(("fail", purpose, f"{package} is not installed"))
+    where, binder_detail = binder_status()
+    rows.append(("skip" if where == "no" else "ok", "Binder", binder_detail))
+    rows.append(server_extension_row(where))
+    rows.append(memory_row())
     rows.append(
         (
             "ok",
@@ -729,10 +913,12 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 def _add_doctor(commands: Any) -> None:
     parser = commands.add_parser(
         "doctor",
-        help="check the set-up: Python, the AWS SDK set, credentials, region, browser audio",
+        help="check the set-up: Python, the AWS SDK set, credentials, region, Binder, memory, browser audio",
         description="Check what nova_nb needs: Python >= 3.12, the exact AWS SDK versions, AWS "
-        "credentials and region (secrets are never shown), the widget packages for browser audio, the "
-        "offline speech engine, and with --check-model whether Nova 2 Sonic can be opened (network).",
+        "credentials and region (secrets are never shown), whether this is Binder, whether the "
+        "TCP_NODELAY server extension is enabled, the memory left for kernels, the widget packages for "
+        "browser audio, the offline speech engine, and with --check-model whether Nova 2 Sonic can be "
+        "opened (network).",
         formatter_class=_Formatter,
     )
     parser.add_argument("--check-model", action="store_true", help="open and close a real stream (network)")
@@ -742,11 +928,45 @@ def _add_doctor(commands: Any) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
+# eval
+# --------------------------------------------------------------------------------------------------
+
+
+def _add_eval(commands: Any) -> None:
+    from .analysis.evaluate.cli import DESCRIPTION, add_arguments
+
+    parser = commands.add_parser(
+        "eval",
+        help="run many utterances × a grid of settings; resumable, one report",
+        description=DESCRIPTION,
+        formatter_class=_Formatter,
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=_cmd_eval)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .analysis.evaluate.cli import run
+    from .emulator.engine.testaudio import make_utterance
+
+    # analysis may not import the emulator (a floor below it): the speech for items given as text
+    # comes from here, the top floor.
+    return run(args, synthesize=make_utterance)
+
+
+# --------------------------------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------------------------------
 
 #: The commands, in the order ``--help`` lists them.
-COMMANDS: Final[tuple[AddCommand, ...]] = (_add_talk, _add_emulator, _add_doctor, _add_providers, _add_voices)
+COMMANDS: Final[tuple[AddCommand, ...]] = (
+    _add_talk,
+    _add_eval,
+    _add_emulator,
+    _add_doctor,
+    _add_providers,
+    _add_voices,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

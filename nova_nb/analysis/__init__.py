@@ -7,10 +7,20 @@
 
 The recording format and the latency definitions are documented in ``docs/RECORDING.md``.
 Computing functions return data; the ``plot_*`` functions (:mod:`nova_nb.analysis.display`) draw it.
+Evaluation at scale (many utterances × a grid of settings, resumable, one report) is
+:mod:`nova_nb.analysis.evaluate` (``docs/EVALUATE.md``).
 Spectrograms need librosa and plots matplotlib, which are imported only when used.
 """
 
-from .display import plot_comparison, plot_latency, plot_recording, plot_spectrograms, plot_sweep
+from .display import (
+    plot_comparison,
+    plot_latency,
+    plot_recording,
+    plot_spectrograms,
+    plot_stream_timeline,
+    plot_sweep,
+)
+from .evaluate import EvalReport, PriceTable, Setting, expand_grid, load_items
 from .experiments import (
     BargeInTrial,
     Variant,
@@ -36,16 +46,24 @@ from .latency import (
 from .recording import Recording, RecordingError, SessionRecorder, SpeechDetector, read_events
 from .replay import replay
 from .spectrograms import Marker, Spectrogram, event_markers, recording_spectrograms, spectrogram
+from .verify import SEED_BUDGET_S, SEED_QUESTION, SeedMeasure, SeedVerdict, judge, seed_verdict, verify_seed
 
 __all__ = [
     "LATENCY_METRICS",
+    "SEED_BUDGET_S",
+    "SEED_QUESTION",
     "BargeIn",
     "BargeInTrial",
+    "EvalReport",
     "LatencyReport",
     "Marker",
+    "PriceTable",
     "Recording",
     "RecordingError",
+    "SeedMeasure",
+    "SeedVerdict",
     "SessionRecorder",
+    "Setting",
     "Spectrogram",
     "SpeechDetector",
     "Turn",
@@ -55,21 +73,28 @@ __all__ = [
     "compare_settings",
     "comparison_table",
     "endpointing_pause_s",
+    "evaluate",
     "event_markers",
+    "expand_grid",
     "html_table",
     "interruption_sweep",
+    "judge",
     "latency_report",
+    "load_items",
     "plot_comparison",
     "plot_latency",
     "plot_recording",
     "plot_spectrograms",
+    "plot_stream_timeline",
     "plot_sweep",
     "read_events",
     "recording_spectrograms",
     "replay",
     "run_conversation",
+    "seed_verdict",
     "spectrogram",
     "summarize",
     "sweep_table",
     "turns",
+    "verify_seed",
 ]
