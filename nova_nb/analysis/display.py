@@ -9,12 +9,13 @@ plot is made.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from ..s2s.events import Event
 from .experiments import BargeInTrial, VariantResult
 from .latency import Turn
 from .spectrograms import Kind, Marker, Spectrogram, event_markers, recording_spectrograms
@@ -25,6 +26,7 @@ __all__ = [
     "plot_latency",
     "plot_recording",
     "plot_spectrograms",
+    "plot_stream_timeline",
     "plot_sweep",
 ]
 
@@ -264,4 +266,219 @@ def plot_comparison(results: Sequence[VariantResult], ax: Any = None) -> Any:
     ax.grid(axis="y", alpha=0.3)
     if not math.isfinite(ax.get_ylim()[1]):
         ax.set_ylim(0, 1)
+    return ax
+
+
+def plot_stream_timeline(
+    events: Sequence[Event],
+    streams: Sequence[tuple[float, float | None]],
+    *,
+    t0: float | None = None,
+    user_speech: Sequence[tuple[float, float]] = (),
+    stream_limit_s: float | None = None,
+    limit_label: str = "stream limit",
+    block_streams: Mapping[str, int] | None = None,
+    ax: Any = None,
+    figsize: tuple[float, float] | None = None,
+    dpi: int = 80,
+) -> Any:
+    """The streams of one session as horizontal bars on one time axis, with what moved between them.
+
+    One lane per stream (stream 1 at the top), and a lane for the user's speech if ``user_speech`` is
+    given. On them: each reply on the lane of the stream that sent it, as a player would play that
+    stream's audio (each AUDIO block from its first chunk, or when the block before it has played);
+    each ``SessionRenewed`` as an arrow from
+    the old stream to the new one at the switch, with the audio replayed into the new stream drawn
+    hatched over the ``replayed_s + held_s`` seconds before the switch (where that audio was spoken,
+    when it was sent in real time); the continuation trigger (the first audio of the reply that made
+    the session continue); ``Reconnecting`` and ``StreamErrorEvent`` as crosses; and, with
+    ``stream_limit_s``, where each stream's time limit falls.
+
+    Parameters
+    ----------
+    events : sequence of Event
+        The session's events (``session.events()`` or a listener), on the ``time.monotonic()`` clock.
+    streams : sequence of (opened, ended)
+        Monotonic times each stream opened and ended, in the order they opened; ``ended`` None draws
+        the bar to the last event. ``session.streams[i].opened_at`` gives the first.
+    t0 : float, optional
+        The time drawn as 0; default the first stream's opening.
+    user_speech : sequence of (start, end)
+        Monotonic times the user's speech was being sent, drawn on a lane of its own.
+    stream_limit_s : float, optional
+        Each stream's time limit, counted from its opening: a red tick at ``opened + stream_limit_s``.
+    limit_label : str
+        The legend text of that tick (say which limit it is, e.g. an emulator test setting).
+    block_streams : mapping of str to int, optional
+        The content id of each ASSISTANT AUDIO block → the index of the stream that sent it, e.g.
+        ``{cid: i for i, s in enumerate(session.streams) for cid in s.audio_blocks}``. Without it a
+        block goes on the stream that was current when its first chunk arrived, which is wrong when an
+        old stream is still finishing its reply after a switch.
+    ax : matplotlib.axes.Axes, optional
+    figsize, dpi :
+        Figure size in inches and resolution, when no ``ax`` is given.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import matplotlib.pyplot as plt
+
+    from ..s2s import events as ev
+
+    if not streams:
+        raise ValueError("streams is empty: give (opened, ended) for every stream, e.g. from session.streams")
+    for i, (opened, ended) in enumerate(streams):
+        if ended is not None and ended < opened:
+            raise ValueError(f"stream {i + 1} ends before it opens: ({opened}, {ended})")
+        if i and opened < streams[i - 1][0]:
+            raise ValueError("streams must be in the order they opened (sorted by their opening time)")
+    for start, end in user_speech:
+        if end < start:
+            raise ValueError(f"a user_speech span ends before it starts: ({start}, {end})")
+    if stream_limit_s is not None and not stream_limit_s > 0:
+        raise ValueError(f"stream_limit_s must be a positive number of seconds; got {stream_limit_s!r}")
+    origin = streams[0][0] if t0 is None else t0
+    last_t = max(
+        [e.timestamp for e in events] + [o for o, _ in streams] + [e for _, e in streams if e is not None]
+    )
+
+    n = len(streams)
+    has_user = bool(user_speech)
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize or (10, 0.55 * (n + has_user) + 1.6), dpi=dpi)
+
+    def lane(index: int) -> float:  # stream index → y (stream 1 at the top, the user above it)
+        return float(n - 1 - index)
+
+    # Which stream was current when: the first from its opening, then each from its SessionRenewed.
+    switches = [e for e in events if isinstance(e, ev.SessionRenewed)]
+    current_from = [streams[0][0]] + [e.timestamp for e in switches]
+
+    def current_at(t: float) -> int:
+        index = 0
+        for i, since in enumerate(current_from[:n]):
+            if since <= t:
+                index = i
+        return index
+
+    labelled: set[str] = set()
+
+    def once(label: str) -> str | None:  # each legend entry once
+        if label in labelled:
+            return None
+        labelled.add(label)
+        return label
+
+    for i, (opened, ended) in enumerate(streams):
+        end = last_t if ended is None else ended
+        ax.barh(
+            lane(i),
+            end - opened,
+            left=opened - origin,
+            height=0.5,
+            color="lightgrey",
+            edgecolor="dimgrey",
+            label=once("stream open"),
+        )
+        if stream_limit_s is not None:
+            x = opened - origin + stream_limit_s
+            ax.plot([x, x], [lane(i) - 0.35, lane(i) + 0.35], color="tab:red", lw=2, label=once(limit_label))
+
+    # Replies: the AudioOutput events grouped by content id (one block per sentence on Nova 2), laid
+    # out per stream as its audio would play: a block starts at its first chunk or when the one before
+    # it has played. A block that starts with the stream's player idle begins a reply.
+    blocks: dict[str, list[Any]] = {}
+    for e in events:
+        if isinstance(e, ev.AudioOutput):
+            blocks.setdefault(e.content_id, []).append(e)
+    played_until = [-math.inf] * n
+    reply_starts: list[list[float]] = [[] for _ in range(n)]
+    for cid, chunks in blocks.items():
+        first = chunks[0].timestamp
+        index = block_streams.get(cid, current_at(first)) if block_streams else current_at(first)
+        if not 0 <= index < n:
+            raise ValueError(f"block_streams puts block {cid!r} on stream {index}; there are {n} streams")
+        begin = max(first, played_until[index])
+        if first >= played_until[index]:
+            reply_starts[index].append(first)
+        length = sum(c.duration_s for c in chunks)
+        played_until[index] = begin + length
+        ax.barh(
+            lane(index),
+            length,
+            left=begin - origin,
+            height=0.3,
+            color="tab:green",
+            edgecolor="darkgreen",
+            linewidth=0.5,
+            label=once("reply, as played (one block per sentence)"),
+        )
+
+    for k, e in enumerate(switches):
+        new, old = min(k + 1, n - 1), current_at(e.timestamp - 1e-9)
+        window = e.replayed_s + e.held_s
+        if window > 0:
+            ax.barh(
+                lane(new),
+                window,
+                left=e.timestamp - origin - window,
+                height=0.5,
+                fill=False,
+                hatch="///",
+                edgecolor="tab:orange",
+                label=once("audio replayed into the new stream"),
+            )
+        ax.annotate(
+            "",
+            xy=(e.timestamp - origin, lane(new) + 0.25),
+            xytext=(e.timestamp - origin, lane(old) - 0.25),
+            arrowprops={"arrowstyle": "->", "color": "tab:blue", "lw": 1.5},
+        )
+        ax.plot([], [], color="tab:blue", label=once("switch to the new stream (SessionRenewed)"))
+        if e.reason == "continuation":
+            # The trigger: the first audio of the last reply that began on the old stream before the switch.
+            starts = [t for t in reply_starts[old] if t <= e.timestamp]
+            if starts:
+                ax.plot(
+                    max(starts) - origin,
+                    lane(old) + 0.38,
+                    "v",
+                    color="tab:purple",
+                    markersize=9,
+                    label=once("continuation triggered (a reply began)"),
+                )
+
+    for e in events:
+        if isinstance(e, ev.Reconnecting | ev.StreamErrorEvent):
+            label = "stream failed, reconnecting" if isinstance(e, ev.Reconnecting) else "stream error"
+            ax.plot(
+                e.timestamp - origin,
+                lane(current_at(e.timestamp - 1e-9)),
+                "X",
+                color="tab:red",
+                markersize=10,
+                label=once(label),
+            )
+
+    ticks = [lane(i) for i in range(n)]
+    names = [f"stream {i + 1}" for i in range(n)]
+    if has_user:
+        for start, end in user_speech:
+            ax.barh(
+                float(n),
+                end - start,
+                left=start - origin,
+                height=0.4,
+                color="tab:blue",
+                label=once("user speech sent"),
+            )
+        ticks.append(float(n))
+        names.append("you")
+    ax.set_yticks(ticks)
+    ax.set_yticklabels(names)
+    ax.set_ylim(-0.7, n - 0.3 + has_user + 0.9)  # room above for the legend
+    ax.set_xlabel("seconds")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="upper left", fontsize=7, ncol=3)
     return ax

@@ -42,6 +42,7 @@ __all__ = [
     "VariantResult",
     "compare_settings",
     "comparison_table",
+    "input_onset_reaction_s",
     "interruption_sweep",
     "run_conversation",
     "sweep_table",
@@ -66,7 +67,7 @@ class _Watch:
     the user has heard the reply, and a barge-in or the next utterance must wait for playback instead.
     """
 
-    def __init__(self, *, real_time: bool = True) -> None:
+    def __init__(self, *, real_time: bool = True, decision_grace_s: float = 5.0) -> None:
         self.real_time = real_time
         self.first_audio: dict[str, float] = {}
         self.ended: set[str] = set()
@@ -74,6 +75,12 @@ class _Watch:
         self.last_event = time.monotonic()
         self.closed = False
         self.playing_until = -math.inf
+        # The service said the user's speech ended (userSpeechEnd) and no turn decision followed yet:
+        # a reply is probably on its way (a slow recogniser on a loaded machine decides late), so the
+        # conversation is not over, for at most ``decision_grace_s`` (a service may end speech and
+        # then decide it was not a turn).
+        self.decision_grace_s = decision_grace_s
+        self.speech_ended_at: float | None = None
 
     def __call__(self, e: ev.Event) -> None:
         self.last_event = e.timestamp
@@ -86,12 +93,20 @@ class _Watch:
             self.playing_until = e.timestamp  # the player flushes
         elif isinstance(e, ev.Transcript) and e.role == "USER" and e.stage == "FINAL":
             self.decisions += 1
+            self.speech_ended_at = None
+        elif isinstance(e, ev.ServiceSpeechEnded):
+            self.speech_ended_at = e.timestamp
+        elif isinstance(e, ev.ServiceSpeechStarted):
+            self.speech_ended_at = None
         elif isinstance(e, ev.SessionClosed | ev.StreamErrorEvent):
             self.closed = True
 
     def busy(self) -> bool:
-        """A reply is due (turn decided, no audio yet) or still playing."""
+        """A reply is due (turn decided, no audio yet; or speech ended, no decision yet) or still playing."""
         if self.decisions > len(self.first_audio) or set(self.first_audio) - self.ended:
+            return True
+        ended = self.speech_ended_at
+        if ended is not None and time.monotonic() - ended < self.decision_grace_s:
             return True
         return self.real_time and time.monotonic() < self.playing_until
 
@@ -161,7 +176,8 @@ async def run_conversation(
         info["barge_in_offset_s"] = barge_in[0]
     session = await provider.start_streaming(context, voice_id=voice_id)
     recorder = SessionRecorder(folder, session, metadata=info)
-    watch = _Watch(real_time=pace)
+    # Wait for a late turn decision up to the pause plus a generous margin for a slow recogniser.
+    watch = _Watch(real_time=pace, decision_grace_s=pause + 3.0)
     session.add_listener(watch)
 
     async def drain() -> None:
@@ -260,6 +276,7 @@ async def interruption_sweep(
     voice_id: str | None = None,
     concurrent: bool = True,
     timeout_s: float = 60.0,
+    max_concurrent: int | None = None,
 ) -> list[BargeInTrial]:
     """Ask ``question``, then speak ``interjection`` ``offset_s`` into the reply; once per offset.
 
@@ -277,6 +294,10 @@ async def interruption_sweep(
         Run all trials at once (each is its own session).
     timeout_s : float
         Bound on each trial.
+    max_concurrent : int, optional
+        With ``concurrent``, at most this many trials at a time (None: all at once). A local emulator
+        runs its speech models in this process: on a small machine many speech sessions at once fall
+        behind real time, and the lag would show up as reaction time.
 
     Returns
     -------
@@ -284,18 +305,27 @@ async def interruption_sweep(
         In the order of ``offsets_s``; ``barge_in`` is None when the reply had ended before the
         interjection (nothing to interrupt).
     """
+    if max_concurrent is not None and (
+        isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1
+    ):
+        raise ConfigError(
+            f"max_concurrent must be a whole number >= 1 or None (all at once); got {max_concurrent!r}"
+        )
     root = Path(folder)
+    # Without a limit every trial starts at once; a semaphore caps how many sessions are open.
+    limit = asyncio.Semaphore(max_concurrent if max_concurrent is not None else max(1, len(offsets_s)))
 
     async def trial(offset: float) -> BargeInTrial:
-        rec = await run_conversation(
-            provider,
-            question,
-            root / f"offset_{round(offset * 1000):05d}ms",
-            voice_id=voice_id,
-            barge_in=(offset, interjection),
-            timeout_s=timeout_s,
-            metadata={"experiment": "interruption_sweep", "offset_s": offset},
-        )
+        async with limit:
+            rec = await run_conversation(
+                provider,
+                question,
+                root / f"offset_{round(offset * 1000):05d}ms",
+                voice_id=voice_id,
+                barge_in=(offset, interjection),
+                timeout_s=timeout_s,
+                metadata={"experiment": "interruption_sweep", "offset_s": offset},
+            )
         found = barge_ins(rec.events)
         starts = [e["t"] for e in rec.of("AudioOutput")]
         n_turns = len(turns(rec.events))  # replies, not AUDIO blocks (one per sentence, §12)
@@ -306,6 +336,30 @@ async def interruption_sweep(
     if concurrent:
         return list(await asyncio.gather(*(trial(o) for o in offsets_s)))
     return [await trial(o) for o in offsets_s]
+
+
+def input_onset_reaction_s(recording: Recording, barge: BargeIn) -> float | None:
+    """Seconds from when the interjection's sound began to the interruption signal.
+
+    The onset here is the recorder's energy detector on the audio as sent (the last
+    ``UserSpeechStarted`` line at or before ``barge.signal_t``), not the service's ``userSpeechStart``
+    that :attr:`BargeIn.reaction_s` prefers: a service may report speech start at the very moment it
+    decides to interrupt (the local emulator does), which makes ``reaction_s`` about zero and says
+    nothing about how much speech it waited for. None when no onset was recorded before the signal.
+
+    Parameters
+    ----------
+    recording : Recording
+        The trial's recording (e.g. ``Recording.load(trial.folder)``).
+    barge : BargeIn
+        One of :func:`~nova_nb.analysis.latency.barge_ins` of that recording.
+
+    Returns
+    -------
+    float or None
+    """
+    starts = [e["t"] for e in recording.of("UserSpeechStarted") if e["t"] <= barge.signal_t]
+    return barge.signal_t - max(starts) if starts else None
 
 
 SWEEP_COLUMNS = (
@@ -376,6 +430,7 @@ async def compare_settings(
     concurrent: bool = True,
     pace: bool = True,
     timeout_s: float = 90.0,
+    settle_s: float = 0.4,
 ) -> list[VariantResult]:
     """Play the same user audio to each variant and report latency for each.
 
@@ -391,6 +446,10 @@ async def compare_settings(
     pace : bool
         Real-time sending (needed for wall-clock latencies).
     timeout_s : float
+    settle_s : float
+        Passed to :func:`run_conversation`: quiet after the endpointing pause before a conversation
+        counts as over. Raise it when the turn decision may come late (a speech engine on a busy
+        machine), or the session may close before the reply arrives.
 
     Returns
     -------
@@ -406,6 +465,7 @@ async def compare_settings(
             root / f"{i:02d}_{safe}",
             voice_id=v.voice_id,
             pace=pace,
+            settle_s=settle_s,
             timeout_s=timeout_s,
             metadata={"experiment": "compare_settings", "variant": v.label},
         )

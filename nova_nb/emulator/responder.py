@@ -24,6 +24,14 @@ DATE = re.compile(r"\bwhat('s| is)? (the |today's )?date\b|\bwhat day is (it|tod
 REPEAT = re.compile(r"\b(repeat|say) (after me|this|that)\b[:,]?\s*(?P<rest>.*)", re.I)
 THANKS = re.compile(r"\b(thanks|thank you)\b", re.I)
 BYE = re.compile(r"\b(bye|goodbye|see you)\b", re.I)
+#: Asking about earlier messages. The real model answers from the chat history it was given
+#: (docs/PROTOCOL.md §2, §9); this rule quotes the history's last USER message instead.
+RECALL = re.compile(
+    r"\bwhat did i (say|tell you|ask)\b|\bwhat was i (saying|asking|talking about)\b"
+    r"|\bwhat was the last thing i (said|told you|asked)\b|\bdo you remember\b"
+    r"|\bremind me what i (said|told you|asked)\b",
+    re.I,
+)
 
 
 @dataclass(frozen=True)
@@ -43,7 +51,8 @@ Responder = Callable[..., str]
 def rule_based_reply(
     text: str, context: ReplyContext | None = None, *, now: dt.datetime | None = None
 ) -> str:
-    """Answer greetings, "who are you", the time and date, "repeat after me"; otherwise echo back.
+    """Answer greetings, "who are you", the time and date, "repeat after me", "what did I say
+    earlier" (from the history in ``context``); otherwise echo back.
 
     >>> rule_based_reply("hello there")
     'Hello! How can I help you today?'
@@ -56,6 +65,8 @@ def rule_based_reply(
     if m := REPEAT.search(said):
         rest = m.group("rest").strip(" .")
         return rest or "What should I repeat?"
+    if RECALL.search(said):
+        return recall_reply(context)
     now = now or dt.datetime.now()
     if TIME.search(said):
         return f"It is {now.strftime('%H:%M')}."
@@ -70,6 +81,24 @@ def rule_based_reply(
     if GREETING.search(said):
         return "Hello! How can I help you today?"
     return f"You said: {said.rstrip('.?!')}."
+
+
+def recall_reply(context: ReplyContext | None) -> str:
+    """What the rules say when asked about earlier messages: the last USER message of the history.
+
+    Only the history given at setup counts (what a client replays, e.g. after a reconnect); turns
+    spoken earlier in the same stream are not remembered by these rules.
+
+    >>> recall_reply(ReplyContext(history=(("USER", "I'm Sam."), ("ASSISTANT", "Hi Sam!"))))
+    "Earlier you said: I'm Sam."
+    >>> recall_reply(None)
+    'I was given no earlier messages in this conversation.'
+    """
+    said = [text.strip() for role, text in (context.history if context else ()) if role == "USER"]
+    said = [text for text in said if text]
+    if not said:
+        return "I was given no earlier messages in this conversation."
+    return f"Earlier you said: {said[-1].rstrip(' .?!')}."
 
 
 def call_responder(responder: Responder, text: str, context: ReplyContext) -> str:
