@@ -10,8 +10,9 @@ without, 8-12 ms with).
 Installing nova_nb enables it: the wheel's data files put ``etc/jupyter/jupyter_server_config.d/
 nova_nb.json`` (``{"ServerApp": {"jpserver_extensions": {"nova_nb.widgets.server": true}}}``) into the
 environment, the standard way a package enables its server extension, so any ``jupyter lab`` started
-from that environment loads it. :func:`extension_enabled` says whether it is (``nova-nb doctor``
-reports it). To turn it off: ``jupyter server extension disable nova_nb.widgets.server``.
+from that environment loads it. (pip's *editable* installs skip a wheel's data files; ``./dev setup``
+copies the same file into its ``.venv`` for that reason.) :func:`extension_enabled` says whether it is
+(``nova-nb doctor`` reports it). To turn it off: ``jupyter server extension disable nova_nb.widgets.server``.
 It changes nothing else; without it everything works, with more latency from the kernel to the page.
 """
 
