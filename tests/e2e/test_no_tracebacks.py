@@ -162,3 +162,53 @@ def test_cli_emulator_serve_stops_cleanly_on_sigint() -> None:
             proc.wait(timeout=10)
     assert proc.returncode in (0, -signal.SIGINT, 130), stderr
     assert_clean(stderr)
+
+
+ABORT_MID_REPLY = textwrap.dedent(
+    """
+    import asyncio, gc
+    import numpy as np
+    from nova_nb import s2s
+    from nova_nb.emulator.conversation import ConversationOptions, ScriptedBrain
+
+    def long_reply(_text):
+        return " ".join(f"This is sentence number {i} of a long reply." for i in range(12))
+
+    async def main() -> None:
+        tone = (0.3 * 32767 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000)).astype(np.int16)
+        # A close bound too short for the closing handshake: close() aborts the stream, cancelling
+        # its pending body read while the emulator is still sending the reply.
+        engine = ConversationOptions(brain_factory=lambda: ScriptedBrain(long_reply))
+        provider = s2s.new_provider("local", engine=engine, latency_target="low", close_timeout_s=0.05)
+        aborted = 0
+        for attempt in range(6):
+            session = await provider.start_streaming()
+            got_audio = asyncio.Event()
+            session.add_listener(lambda e: got_audio.set() if type(e).__name__ == "AudioOutput" else None)
+            await session.send_audio(tone)
+            for _ in range(200):
+                if got_audio.is_set():
+                    break
+                await session.send_audio(np.zeros(512, np.int16), pace=True)
+            await session.close()
+            aborted += got_audio.is_set()
+            await asyncio.sleep(0.5)  # the emulator keeps sending into the aborted stream meanwhile
+        print("aborted mid-reply", aborted)
+        gc.collect()
+
+    asyncio.run(main())
+    gc.collect()
+    """
+)
+
+
+def test_a_stream_aborted_mid_reply_leaves_stderr_clean() -> None:
+    """awscrt resolves a pending body read from its own thread; a read cancelled by an abort used to
+    make it raise InvalidStateError there (a traceback on stderr, an error box in a notebook)."""
+    done = subprocess.run(
+        [sys.executable, "-c", ABORT_MID_REPLY], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "aborted mid-reply" in done.stdout and "aborted mid-reply 0" not in done.stdout, done.stdout
+    assert_clean(done.stderr)
+    assert "InvalidStateError" not in done.stderr, done.stderr

@@ -22,6 +22,7 @@ milliseconds with Python's ``ssl`` and says what is wrong.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import copy
@@ -55,6 +56,48 @@ def _retrieve_writer_outcome(task: asyncio.Task[Any]) -> None:
     if error is not None:
         # Expected after the stream ended before its input did; the session reports the end itself.
         log.debug("request body writer ended after its stream: %r", error)
+
+
+class PendingReads(collections.deque):
+    """awscrt's queue of body reads waiting for a chunk, without the reads nobody waits for any more.
+
+    awscrt hands each waiting ``get_next_response_chunk()`` a ``concurrent.futures.Future`` and
+    resolves it from its own thread when a chunk (or the end) arrives. A read whose task was
+    cancelled (our session abandons a stream it no longer needs) leaves a cancelled future in the
+    queue; resolving it raises ``InvalidStateError`` in awscrt's callback, printed as a traceback on
+    stderr (an error box in a notebook). Every way awscrt looks at the queue (truth, ``popleft``,
+    iteration) first drops cancelled futures, so a late chunk is kept for the next read instead.
+    awscrt holds its lock around each of these.
+    """
+
+    def _drop_cancelled(self) -> None:
+        if any(f.cancelled() for f in collections.deque.__iter__(self)):
+            live = [f for f in collections.deque.__iter__(self) if not f.cancelled()]
+            self.clear()
+            self.extend(live)
+
+    def __bool__(self) -> bool:
+        self._drop_cancelled()
+        return len(self) > 0
+
+    def popleft(self) -> Any:
+        self._drop_cancelled()
+        return super().popleft()
+
+    def __iter__(self) -> Any:
+        self._drop_cancelled()
+        return super().__iter__()
+
+
+def own_body_reads(crt_stream: Any) -> None:
+    """Give ``crt_stream`` a :class:`PendingReads` queue (awscrt's private ``_chunk_futures``).
+
+    If a future awscrt renames the attribute this does nothing, which is how it was before.
+    """
+    reads = getattr(crt_stream, "_chunk_futures", None)
+    if isinstance(reads, collections.deque) and not isinstance(reads, PendingReads):
+        with contextlib.suppress(AttributeError, TypeError):
+            crt_stream._chunk_futures = PendingReads(reads)
 
 
 def own_body_writer(crt_stream: Any) -> None:
@@ -93,6 +136,7 @@ class NovaCRTHTTPClient(AWSCRTHTTPClient):
 
     async def _await_response(self, stream: Any) -> AWSCRTHTTPResponse:
         own_body_writer(stream)
+        own_body_reads(stream)
         return await super()._await_response(stream)
 
 
