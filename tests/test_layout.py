@@ -27,7 +27,8 @@ ALLOWED: dict[str, set[str]] = {
     "emulator": {"errors", "audio", "protocol"},
     "analysis": {"errors", "audio", "protocol", "s2s"},
     "widgets": {"errors", "audio", "protocol", "s2s", "analysis"},
-    "cli": {"errors", "audio", "protocol", "s2s", "emulator", "analysis", "widgets"},
+    "cascade": {"errors", "audio", "protocol", "s2s", "emulator"},
+    "cli": {"errors", "audio", "protocol", "s2s", "emulator", "analysis", "widgets", "cascade"},
 }
 #: The one place the emulator side reaches up: the ``local`` provider is the amazon_nova provider
 #: bound to a background emulator, so it needs the provider (DESIGN: "and s2s only for local").

@@ -9,12 +9,14 @@ The recording format and the latency definitions are documented in ``docs/RECORD
 Computing functions return data; the ``plot_*`` functions (:mod:`nova_nb.analysis.display`) draw it.
 Evaluation at scale (many utterances × a grid of settings, resumable, one report) is
 :mod:`nova_nb.analysis.evaluate` (``docs/EVALUATE.md``).
+Prosody (pitch, energy, rate and voicing of both sides, per turn) is :mod:`nova_nb.analysis.prosody`.
 Spectrograms need librosa and plots matplotlib, which are imported only when used.
 """
 
 from .display import (
     plot_comparison,
     plot_latency,
+    plot_prosody,
     plot_recording,
     plot_spectrograms,
     plot_stream_timeline,
@@ -43,6 +45,7 @@ from .latency import (
     summarize,
     turns,
 )
+from .prosody import ProsodyReport, ProsodyTurn, TurnProsody, conversation_prosody, turn_prosody
 from .recording import Recording, RecordingError, SessionRecorder, SpeechDetector, read_events
 from .replay import replay
 from .spectrograms import Marker, Spectrogram, event_markers, recording_spectrograms, spectrogram
@@ -58,6 +61,8 @@ __all__ = [
     "LatencyReport",
     "Marker",
     "PriceTable",
+    "ProsodyReport",
+    "ProsodyTurn",
     "Recording",
     "RecordingError",
     "SeedMeasure",
@@ -67,11 +72,13 @@ __all__ = [
     "Spectrogram",
     "SpeechDetector",
     "Turn",
+    "TurnProsody",
     "Variant",
     "VariantResult",
     "barge_ins",
     "compare_settings",
     "comparison_table",
+    "conversation_prosody",
     "endpointing_pause_s",
     "evaluate",
     "event_markers",
@@ -83,6 +90,7 @@ __all__ = [
     "load_items",
     "plot_comparison",
     "plot_latency",
+    "plot_prosody",
     "plot_recording",
     "plot_spectrograms",
     "plot_stream_timeline",
@@ -95,6 +103,7 @@ __all__ = [
     "spectrogram",
     "summarize",
     "sweep_table",
+    "turn_prosody",
     "turns",
     "verify_seed",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -20,10 +20,14 @@ from .experiments import BargeInTrial, VariantResult
 from .latency import Turn
 from .spectrograms import Kind, Marker, Spectrogram, event_markers, recording_spectrograms
 
+if TYPE_CHECKING:  # prosody imports nothing from here at import time; this is for the type only
+    from .prosody import ProsodyReport
+
 __all__ = [
     "MARKER_STYLES",
     "plot_comparison",
     "plot_latency",
+    "plot_prosody",
     "plot_recording",
     "plot_spectrograms",
     "plot_stream_timeline",
@@ -482,3 +486,65 @@ def plot_stream_timeline(
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="upper left", fontsize=7, ncol=3)
     return ax
+
+
+def plot_prosody(report: ProsodyReport, *, max_turns: int = 8, axes: Any = None) -> Any:
+    """User against assistant pitch (f0) contours, one panel per turn.
+
+    Each side's contour starts at 0 s (the start of its cut: the user's utterance, the assistant's
+    reply); the dotted lines are each side's median f0. When the assistant's voice is synthetic (the
+    emulator) the figure's title says so.
+
+    Parameters
+    ----------
+    report : ProsodyReport
+        From :func:`nova_nb.analysis.prosody.conversation_prosody`.
+    max_turns : int
+        At most this many turns (the first ones) are drawn.
+    axes : sequence of matplotlib.axes.Axes, optional
+        One per turn drawn.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
+        raise ValueError(f"max_turns must be an int >= 1; got {max_turns!r}")
+    shown = report.turns[:max_turns]
+    n = max(1, len(shown))
+    if axes is None:
+        fig, axes = plt.subplots(n, 1, figsize=(8, 1.9 * n + 0.6), dpi=80, sharex=True, squeeze=False)
+        axes = axes[:, 0]
+    else:
+        axes = list(np.atleast_1d(axes))
+        if len(axes) < n:
+            raise ValueError(f"axes: {n} turns to draw but {len(axes)} axes given")
+        fig = axes[0].figure
+    styles = {"user": ("tab:blue", "user"), "assistant": ("tab:red", "assistant")}
+    if report.synthetic_assistant:
+        styles["assistant"] = ("tab:red", "assistant (synthetic voice: emulator)")
+    for ax, turn in zip(axes, shown, strict=False):
+        for side in ("user", "assistant"):
+            p = getattr(turn, side)
+            colour, label = styles[side]
+            if p is None or p.f0_hz.size == 0:
+                continue
+            ax.plot(p.f0_times_s, p.f0_hz, color=colour, lw=1.4, label=label)
+            if math.isfinite(p.median_f0_hz):
+                ax.axhline(p.median_f0_hz, color=colour, ls=":", lw=1)
+        ax.set_ylabel("f0 Hz")
+        ax.set_title(f"turn {turn.index}", fontsize=9, loc="left")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(loc="best", fontsize=7)
+    if not shown:
+        axes[0].text(0.5, 0.5, "no turns", ha="center", va="center", transform=axes[0].transAxes)
+    axes[min(n, len(axes)) - 1].set_xlabel("seconds from the start of each side's speech")
+    title = "pitch (librosa pyin), user vs assistant"
+    if report.synthetic_assistant:
+        title += "\nassistant = emulator's synthetic voice: says nothing about Nova Sonic's expressiveness"
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

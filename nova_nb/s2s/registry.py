@@ -37,6 +37,7 @@ _registry: dict[str, _Registration] = {}
 _BUILTINS = {
     "amazon_nova": ("nova_nb.s2s.providers.amazon_nova.provider:create", ()),
     "local": ("nova_nb.emulator.local:create", ("engine", "emulator", "responder")),
+    "cascade": ("nova_nb.cascade:create", ("responder",)),
 }
 _entry_points_loaded = False
 

@@ -20,6 +20,7 @@ import pytest
 from nova_nb.analysis import Recording, turns
 from nova_nb.analysis.evaluate import (
     RESULTS_FILE,
+    Budget,
     EvalReport,
     PriceTable,
     evaluate,
@@ -371,6 +372,69 @@ def test_command_line(inputs: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert len(_lines(tmp_path / "run")) == 6
     assert eval_main([str(items), "--out", str(tmp_path / "x"), "--grid", "voice"]) == 2
     assert "NAME=VALUE" in capsys.readouterr().err
+
+
+# -- a budget cap -----------------------------------------------------------------------------------
+
+#: Illustrative rates for the tests (1 per 1K tokens of every kind), not AWS prices.
+TINY_PRICES = PriceTable(
+    {"input_speech": 1.0, "input_text": 1.0, "output_speech": 1.0, "output_text": 1.0},
+    date="2026-12-02",
+    source="tests: illustrative rates, not AWS prices",
+)
+
+
+def test_a_budget_stops_launching_and_a_higher_cap_resumes(inputs: Path, tmp_path: Path) -> None:
+    items = [{"id": f"q{i}", "audio": str(inputs / "q1.wav")} for i in range(6)]
+    run = {"options": SCRIPTED, "pace": False, "progress": False, "prices": TINY_PRICES, "concurrency": 2}
+    report = evaluate_sync(items, None, tmp_path, budget=Budget(0.5), **run)
+    ok = [r for r in report.results if r["status"] == "ok"]
+    skipped = report.skipped()
+    assert ok and len(ok) + len(skipped) == 6 and report.errors() == []
+    costs = [TINY_PRICES.cost(r["usage"]).amount for r in ok]
+    # Every job speaks the same question to the scripted emulator, so each costs the same (~0.2 here).
+    c = costs[0]
+    assert c is not None and 0.1 < c < 0.25 and costs == [c] * len(ok), costs
+    # The first job ran alone (no estimate yet); then 2c <= 0.5 let one more start, 3c > 0.5 stopped.
+    assert len(ok) == 2 and len(skipped) == 4
+    assert all("budget" in r["skip_reason"] and "0.5 USD" in r["skip_reason"] for r in skipped)
+    assert "4 skipped (budget)" in report.to_markdown() and "Skipped" in report._repr_html_()
+    # Skipped is not done: the same cap skips them again (nothing new runs), a higher one runs them.
+    again = evaluate_sync(items, None, tmp_path, budget=Budget(0.5), **run)
+    assert len(again.skipped()) == 4 and sum(r["status"] == "ok" for r in again.results) == 2
+    more = evaluate_sync(items, None, tmp_path, budget=Budget(2.0), **run)
+    assert more.skipped() == [] and all(r["status"] == "ok" for r in more.results)
+    assert len(_lines(tmp_path)) == 6 + 4 + 4
+    # A first-job estimate above the cap starts nothing.
+    none = evaluate_sync(items, None, tmp_path / "none", budget=Budget(0.5, first_job_estimate=0.6), **run)
+    assert len(none.skipped()) == 6
+    assert not (tmp_path / "none" / "recordings").exists()
+
+
+def test_a_budget_needs_prices_in_its_currency(
+    inputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    items = [{"id": "q1", "audio": str(inputs / "q1.wav")}]
+    with pytest.raises(ConfigError, match="a budget needs prices"):
+        evaluate_sync(items, None, tmp_path, options=SCRIPTED, budget=1.0, progress=False)
+    with pytest.raises(ConfigError, match="EUR"):
+        evaluate_sync(items, None, tmp_path, budget=Budget(1.0, "EUR"), prices=TINY_PRICES, progress=False)
+    with pytest.raises(ConfigError, match="max_cost"):
+        Budget(0)
+    argv = [str(inputs / "q1.wav"), "--out", str(tmp_path / "cli"), "--max-cost", "1"]
+    assert eval_main(argv) == 2
+    assert "a budget needs prices: pass --prices" in capsys.readouterr().err
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps(TINY_PRICES.to_json()))
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"q{i}.wav").write_bytes((inputs / "q1.wav").read_bytes())
+    argv = [str(folder), "--out", str(tmp_path / "cli"), "--option", "engine=scripted", "--fast",
+            "--no-progress", "--prices", str(prices), "--max-cost", "0.05"]  # fmt: skip
+    assert eval_main(argv) == 3  # no errors, but the budget skipped jobs
+    printed = capsys.readouterr().out
+    assert "3 jobs, 0 errors, 2 skipped (budget)" in printed and "would pass the cap of 0.05 USD" in printed
 
 
 @pytest.mark.slow

@@ -12,10 +12,13 @@
 * :func:`load_items` reads a folder, a CSV or a JSONL file of items; :func:`expand_grid` the settings.
 * :class:`EvalReport` (``EvalReport.load(folder)``) computes latency distributions, WER (jiwer), barge-in,
   tokens and — with a :class:`PriceTable` only — cost.
+* ``budget=`` (:class:`Budget`, ``--max-cost``) caps the cost: jobs that could pass it are skipped,
+  not run, and a rerun with a higher cap runs them.
 
 Definitions, file formats and how to run it on a cluster: ``docs/EVALUATE.md``.
 """
 
+from .budget import Budget, BudgetGate
 from .grid import Setting, expand_grid, parse_grid_values
 from .items import Item, ItemError, item_audio, load_items
 from .metrics import corpus_wer, session_usage, turn_usage, user_transcript, word_error
@@ -24,6 +27,7 @@ from .report import EvalReport
 from .runner import (
     DEFAULT_CONCURRENCY,
     RESULTS_FILE,
+    SKIPPED,
     STREAM_QUOTA,
     Job,
     ResultsLog,
@@ -36,8 +40,11 @@ from .runner import (
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "RESULTS_FILE",
+    "SKIPPED",
     "STREAM_QUOTA",
     "TOKEN_KINDS",
+    "Budget",
+    "BudgetGate",
     "Cost",
     "EvalReport",
     "Item",

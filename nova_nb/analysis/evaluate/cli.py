@@ -4,7 +4,8 @@
 
     nova-nb eval ITEMS --out DIR [--grid NAME=V1,V2 ...] [--provider local] [--option NAME=VALUE ...]
                  [--concurrency 8] [--executor none|thread|process] [--fast] [--timeout 90]
-                 [--prices prices.json] [--retry-errors] [--format md|html] [--no-progress]
+                 [--prices prices.json [--max-cost 5.00]] [--retry-errors] [--format md|html]
+                 [--no-progress]
 
 ``nova_nb.cli`` wires :func:`add_arguments` and :func:`run` as its ``eval`` subcommand and passes the
 emulator's ``make_utterance`` as ``synthesize`` (the analysis floor never imports the emulator).
@@ -80,6 +81,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "without it the cost is unknown (never 0)",
     )
     parser.add_argument(
+        "--max-cost",
+        type=float,
+        default=None,
+        metavar="AMOUNT",
+        help="stop launching jobs before the cost (in the --prices currency) could pass AMOUNT; the rest "
+        "are marked skipped, and a rerun with a higher cap runs them (needs --prices)",
+    )
+    parser.add_argument(
+        "--first-job-cost",
+        type=float,
+        default=None,
+        metavar="AMOUNT",
+        help="with --max-cost: what a job is expected to cost before any has finished (default: run the "
+        "first job alone to learn it)",
+    )
+    parser.add_argument(
         "--retry-errors", action="store_true", help="run again the jobs that ended in an error"
     )
     parser.add_argument("--format", choices=("md", "html"), default="md", help="summary file format")
@@ -100,11 +117,17 @@ def _options(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, *, synthesize: Any = None) -> int:
-    """Run ``eval`` with parsed arguments. Exit status: 0 every job ok, 1 some jobs failed, 130 Ctrl-C."""
+    """Run ``eval`` with parsed arguments.
+
+    Exit status: 0 every job ok, 1 some jobs failed, 3 none failed but the budget skipped some,
+    130 Ctrl-C (2: bad arguments, from :func:`main`).
+    """
     import concurrent.futures
     import multiprocessing
     from pathlib import Path
 
+    from ...errors import ConfigError
+    from .budget import Budget
     from .grid import parse_grid_values
     from .prices import load_prices
     from .runner import RESULTS_FILE, evaluate_sync
@@ -113,7 +136,16 @@ def run(args: argparse.Namespace, *, synthesize: Any = None) -> int:
     for text in args.grid:
         name, values = parse_grid_values(text)
         grid.setdefault(name, []).extend(values)
+    if args.max_cost is not None and not args.prices:
+        raise ConfigError("a budget needs prices: pass --prices FILE.json with --max-cost")
+    if args.first_job_cost is not None and args.max_cost is None:
+        raise ConfigError("--first-job-cost is an estimate for a budget: give --max-cost too")
     prices = load_prices(args.prices) if args.prices else None
+    budget = (
+        None
+        if args.max_cost is None or prices is None
+        else Budget(args.max_cost, prices.currency, first_job_estimate=args.first_job_cost)
+    )
     executor: concurrent.futures.Executor | None = None
     if args.executor == "thread":
         executor = concurrent.futures.ThreadPoolExecutor(max_workers=args.concurrency)
@@ -137,6 +169,7 @@ def run(args: argparse.Namespace, *, synthesize: Any = None) -> int:
             retry_errors=args.retry_errors,
             progress=not args.no_progress,
             prices=prices,
+            budget=budget,
         )
     except KeyboardInterrupt:
         print(
@@ -153,12 +186,19 @@ def run(args: argparse.Namespace, *, synthesize: Any = None) -> int:
 
     print(markdown_table(report.SUMMARY_HEADER, report.summary_rows()))
     errors = report.errors()
-    print(f"\n{len(report.results)} jobs, {len(errors)} errors; report: {', '.join(str(p) for p in written)}")
+    skipped = report.skipped()
+    more = f", {len(skipped)} skipped (budget)" if skipped else ""
+    print(
+        f"\n{len(report.results)} jobs, {len(errors)} errors{more}; "
+        f"report: {', '.join(str(p) for p in written)}"
+    )
+    if skipped:
+        print(f"  skipped: {skipped[0].get('skip_reason')}")
     for r in errors[:20]:
         print(f"  error [{r.get('error_kind')}] {r['item']} / {r['label']}: {r.get('error')}")
     if len(errors) > 20:
         print(f"  … and {len(errors) - 20} more (see {written[-1]})")
-    return 1 if errors else 0
+    return 1 if errors else 3 if skipped else 0
 
 
 def main(argv: Sequence[str] | None = None, *, synthesize: Any = None) -> int:

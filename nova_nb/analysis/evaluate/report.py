@@ -22,7 +22,7 @@ from ...errors import ConfigError
 from ..latency import LATENCY_METRICS, summarize
 from .metrics import NORMALISATION, corpus_wer
 from .prices import TOKEN_KINDS, Cost, PriceTable
-from .runner import RESULTS_FILE, ResultsLog, latest
+from .runner import RESULTS_FILE, SKIPPED, ResultsLog, latest
 
 __all__ = ["EvalReport"]
 
@@ -99,8 +99,12 @@ class EvalReport:
         return [r for r in self.of(label) if r["status"] == "ok"]
 
     def errors(self) -> list[dict[str, Any]]:
-        """The results lines that are errors."""
-        return [r for r in self.results if r["status"] != "ok"]
+        """The results lines that are errors (a job the budget skipped is not one: :meth:`skipped`)."""
+        return [r for r in self.results if r["status"] not in ("ok", SKIPPED)]
+
+    def skipped(self) -> list[dict[str, Any]]:
+        """Jobs the run did not start (``skip_reason``: the budget); a rerun with a higher cap runs them."""
+        return [r for r in self.results if r["status"] == SKIPPED]
 
     def paced(self, label: str) -> bool:
         return all(r.get("pace", True) is not False for r in self.of(label))
@@ -185,6 +189,7 @@ class EvalReport:
         "setting",
         "jobs",
         "errors",
+        "skipped",
         "response p50",
         "response p90",
         "response max",
@@ -202,11 +207,13 @@ class EvalReport:
             lat = self.latency(lb)
             w = self.wer(lb)
             u = self.usage(lb)
+            skipped = sum(r["status"] == SKIPPED for r in self.of(lb))
             rows.append(
                 [
                     lb + ("" if self.paced(lb) else " (not real time)"),
                     len(self.of(lb)),
-                    len(self.of(lb)) - len(self.ok(lb)),
+                    len(self.of(lb)) - len(self.ok(lb)) - skipped,
+                    skipped,
                     lat.get("response_s", {}).get("p50"),
                     lat.get("response_s", {}).get("p90"),
                     lat.get("response_s", {}).get("max"),
@@ -250,6 +257,9 @@ class EvalReport:
     def error_rows(self) -> list[list[Any]]:
         return [[r["item"], r["label"], r.get("error_kind"), r.get("error")] for r in self.errors()]
 
+    def skipped_rows(self) -> list[list[Any]]:
+        return [[r["item"], r["label"], r.get("skip_reason")] for r in self.skipped()]
+
     def wer_table_rows(self) -> list[list[Any]]:
         return [[w["item"], w["setting"], w["wer"], w["reference"], w["hypothesis"]] for w in self.wer_rows()]
 
@@ -288,11 +298,17 @@ class EvalReport:
                 None,
             ),
             ("Errors", ("item", "setting", "kind", "error"), self.error_rows(), None),
+            (
+                "Skipped: not started (the budget)",
+                ("item", "setting", "why"),
+                self.skipped_rows(),
+                "not errors: rerun in the same folder with a higher cap to run them",
+            ),
         ]
 
     def to_markdown(self, images: Sequence[str] = ()) -> str:
         """The report as Markdown (``images``: PNG file names to link under the summary)."""
-        parts = [f"# Evaluation: {len(self.results)} jobs, {len(self.errors())} errors\n"]
+        parts = [f"# Evaluation: {self._headline()}\n"]
         if self.folder is not None:
             parts.append(
                 f"Results: `{self.folder / RESULTS_FILE}`; recordings under `{self.folder / 'recordings'}`.\n"
@@ -309,7 +325,7 @@ class EvalReport:
         return "\n".join(parts)
 
     def _repr_html_(self) -> str:
-        parts = [f"<h4>Evaluation: {len(self.results)} jobs, {len(self.errors())} errors</h4>"]
+        parts = [f"<h4>Evaluation: {html.escape(self._headline())}</h4>"]
         for title, header, rows, note in self._sections():
             if not rows and not title.startswith("Summary"):
                 continue
@@ -377,7 +393,15 @@ class EvalReport:
         written.append(target)
         return written
 
+    def _headline(self) -> str:
+        skipped = len(self.skipped())
+        more = f", {skipped} skipped (budget)" if skipped else ""
+        return f"{len(self.results)} jobs, {len(self.errors())} errors{more}"
+
     def __repr__(self) -> str:
+        skipped = len(self.skipped())
+        more = f", {skipped} skipped" if skipped else ""
         return (
-            f"<EvalReport {len(self.results)} jobs, {len(self.labels)} settings, {len(self.errors())} errors>"
+            f"<EvalReport {len(self.results)} jobs, {len(self.labels)} settings, "
+            f"{len(self.errors())} errors{more}>"
         )

@@ -27,12 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError, NovaNbWarning, StreamError, UsageError
+from .budget import WAIT, Budget, BudgetGate, budget_from
 from .grid import Setting, expand_grid
 from .items import Item, ItemError, Synthesize, _safe, item_audio, load_items
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "RESULTS_FILE",
+    "SKIPPED",
     "STREAM_QUOTA",
     "Job",
     "ResultsLog",
@@ -49,6 +51,9 @@ STREAM_QUOTA = 20
 DEFAULT_CONCURRENCY = 8
 RESULTS_FILE = "results.jsonl"
 RUN_FILE = "run.json"
+#: ``status`` of a job the run did not start (the budget stopped it): not an error, and not done — a
+#: rerun in the same folder runs it.
+SKIPPED = "skipped"
 #: A session retries a throttled open itself (``reconnect_attempts``, within 60 s); when it still
 #: fails, the job waits and tries again, doubling from the base up to the cap, at most this many times.
 THROTTLE_RETRIES = 3
@@ -314,6 +319,7 @@ async def evaluate(
     prices: Any = None,
     on_result: Callable[[dict[str, Any]], None] | None = None,
     throttle_retries: int = THROTTLE_RETRIES,
+    budget: Budget | float | None = None,
 ) -> Any:
     """Run every item under every setting of the grid, recording each; return the report.
 
@@ -355,6 +361,12 @@ async def evaluate(
         finished lines stay).
     throttle_retries : int
         Extra tries of a job whose stream stays throttled after the session's own retries.
+    budget : Budget or float, optional
+        A cap on the folder's cost (a number: in the price table's currency); needs ``prices``.
+        Before each launch, the cost so far plus the estimate of the jobs running and the next must
+        stay within it; otherwise nothing more starts, the running jobs finish, and the rest are
+        written ``status: "skipped"`` (not errors; a rerun with a higher cap runs them).
+        See :mod:`~.budget`.
 
     Returns
     -------
@@ -375,10 +387,13 @@ async def evaluate(
         raise ConfigError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
     if executor is not None and not callable(getattr(executor, "submit", None)):
         raise ConfigError("executor must have submit(fn, *args) like concurrent.futures.Executor")
+    cap = budget_from(budget, prices)
     item_list = load_items(items)
     settings = expand_grid(grid, provider=provider, fixed=options)
     root = Path(out)
     log, done = _prepare(root, retry_errors)
+    # What the folder's finished jobs cost counts against the cap (a rerun resumes the same budget).
+    gate = None if cap is None else BudgetGate(cap, prices, latest(log.read()).values())
     jobs = [
         Job(item, s, str(root), pace, float(timeout_s), synthesize, throttle_retries)
         for item in item_list
@@ -387,25 +402,40 @@ async def evaluate(
     ]
     total = len(item_list) * len(settings)
     _write_run(
-        root, items, settings, pace=pace, concurrency=concurrency, executor=executor, timeout_s=timeout_s
+        root,
+        items,
+        settings,
+        pace=pace,
+        concurrency=concurrency,
+        executor=executor,
+        timeout_s=timeout_s,
+        budget=None if cap is None else cap.describe(),
+        prices=None if prices is None or not hasattr(prices, "to_json") else prices.to_json(),
     )
     bar = _progress(total, total - len(jobs), progress)
     errors = 0
+    skipped = 0
 
     def record(line: dict[str, Any]) -> None:
-        nonlocal errors
+        nonlocal errors, skipped
         log.append(line)
-        errors += line["status"] != "ok"
+        errors += line["status"] not in ("ok", SKIPPED)
+        skipped += line["status"] == SKIPPED
+        if gate is not None and line["status"] != SKIPPED:
+            gate.add(line)
         bar.update(1)
-        bar.set_postfix(errors=errors, refresh=False)
+        bar.set_postfix(errors=errors, skipped=skipped, refresh=False)
         if on_result is not None:
             on_result(line)
 
+    check = None if gate is None else gate.check
     try:
         if executor is None:
-            await _drive(jobs, concurrency, lambda job: asyncio.ensure_future(run_job_async(job)), record)
+            await _drive(
+                jobs, concurrency, lambda job: asyncio.ensure_future(run_job_async(job)), record, check
+            )
         else:
-            await _drive(jobs, concurrency, lambda job: _submit(executor, job), record)
+            await _drive(jobs, concurrency, lambda job: _submit(executor, job), record, check)
     finally:
         bar.close()
     return EvalReport.load(root, prices=prices)
@@ -417,7 +447,12 @@ def _prepare(root: Path, retry_errors: bool) -> tuple[ResultsLog, set[tuple[str,
     log = ResultsLog(root / RESULTS_FILE)
     log.repair()
     previous = latest(log.read())
-    return log, {k for k, r in previous.items() if not (retry_errors and r.get("status") != "ok")}
+    # A skipped job (the budget) never ran: it is not done. An error is, unless retry_errors.
+    return log, {
+        k
+        for k, r in previous.items()
+        if r.get("status") != SKIPPED and not (retry_errors and r.get("status") != "ok")
+    }
 
 
 def _submit(executor: Any, job: Job) -> asyncio.Future[Any]:
@@ -433,17 +468,30 @@ async def _drive(
     concurrency: int,
     start: Callable[[Job], Awaitable[Any]],
     record: Callable[[dict[str, Any]], None],
+    check: Callable[[int], str | None] | None = None,
 ) -> None:
-    """Keep at most ``concurrency`` jobs running; record each result as it arrives."""
-    queue = iter(jobs)
+    """Keep at most ``concurrency`` jobs running; record each result as it arrives.
+
+    ``check(running)`` (the budget) is asked before each launch: None launches, :data:`WAIT` waits
+    for a running job to end, any other string stops launching and, once the running jobs have
+    ended, records the rest as skipped with that reason.
+    """
+    pending = list(jobs)
+    nxt = 0
     running: set[asyncio.Future[Any]] = set()
+    stop: str | None = None
 
     def fill() -> None:
-        while len(running) < concurrency:
-            job = next(queue, None)
-            if job is None:
+        nonlocal nxt, stop
+        while len(running) < concurrency and nxt < len(pending) and stop is None:
+            verdict = None if check is None else check(len(running))
+            if verdict == WAIT:
                 return
-            running.add(asyncio.ensure_future(start(job)))
+            if verdict is not None:
+                stop = verdict
+                return
+            running.add(asyncio.ensure_future(start(pending[nxt])))
+            nxt += 1
 
     try:
         fill()
@@ -453,6 +501,9 @@ async def _drive(
                 running.discard(f)
                 record(f.result())
             fill()
+        if stop is not None:
+            for job in pending[nxt:]:
+                record(_skipped(job, stop))
     finally:
         # Ctrl-C, a crash or an on_result that raised: stop the rest. A task's finally closes its
         # session and its recording; what was recorded before stays on disk.
@@ -460,6 +511,24 @@ async def _drive(
             f.cancel()
         if running:
             await asyncio.wait(running, timeout=CANCEL_WAIT_S)
+
+
+def _skipped(job: Job, reason: str) -> dict[str, Any]:
+    """The results line of a job the run did not start."""
+    return {
+        "item": job.item.id,
+        "setting": job.setting.key,
+        "settings": job.setting.described,
+        "label": job.setting.label,
+        "status": SKIPPED,
+        "skip_reason": reason,
+        "error": None,
+        "error_kind": None,
+        "recording": None,
+        "expected": job.item.reference,
+        "pace": job.pace,
+        "skipped_at_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
 
 
 def _write_run(root: Path, items: Any, settings: Sequence[Setting], **info: Any) -> None:
