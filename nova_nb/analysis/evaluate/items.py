@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import os
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -193,7 +194,9 @@ def _synthesised(
         from ...audio import write_wav
 
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        # Unique per call: two settings of one item may synthesise it at the same moment, in threads
+        # of one process (a pid-only name made one of them rename a file the other had moved).
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         write_wav(tmp, spoken, SYNTH_RATE)
         tmp.replace(cache)
     return to_pcm16_mono(spoken, sample_rate=SYNTH_RATE, target_rate=rate)
