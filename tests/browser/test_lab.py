@@ -345,9 +345,16 @@ def test_panel_controls_in_every_order(lab: harness.JupyterLab, fake_mic: Path, 
     def snap() -> Any:
         return _results(results)
 
-    def flowing(label: str, seconds: float = 1.5) -> None:
-        """Frames reach the session while live: audio_samples_sent grows at about real time."""
-        a = snap()
+    def flowing(label: str, sessions: int, seconds: float = 1.5) -> None:
+        """Frames reach the session while live: audio_samples_sent grows at about real time.
+
+        The count is per session and the kernel's dump trails the page by up to 0.1 s, so the
+        measurement starts only once the dump shows this session live (else it straddles two)."""
+        a = harness.wait_until(
+            lambda: (x := snap()) and x["state"] == "live" and x["sessions"] == sessions and x,
+            10,
+            f"session {sessions} live in the kernel",
+        )
         time.sleep(seconds)
         b = snap()
         steps[label] = (b["audio_samples_sent"] - a["audio_samples_sent"]) / 16000 / seconds
@@ -363,15 +370,15 @@ def test_panel_controls_in_every_order(lab: harness.JupyterLab, fake_mic: Path, 
             assert page.is_disabled(mute)  # nothing to mute before Start
             page.click(start)
             _wait_state(page, "live")
-            flowing("live")
+            flowing("live", 1)
             page.click(mute)
             page.wait_for_selector(f"{mute}[aria-pressed=true]", timeout=10_000)
             assert harness.wait_until(lambda: snap()["muted"], 5, "muted in the kernel")
-            flowing("muted")  # muted streams silence: the session keeps getting audio
+            flowing("muted", 1)  # muted streams silence: the session keeps getting audio
             page.click(mute)
             page.wait_for_selector(f"{mute}[aria-pressed=false]", timeout=10_000)
             page.uncheck("[data-testid=nova-live-aec]")  # reopens the microphone mid-session
-            flowing("echo cancellation off")
+            flowing("echo cancellation off", 1)
             page.screenshot(path=str(artifacts / "controls-1-live.png"))
             page.click(start)  # Stop
             _wait_state(page, "stopped", 30)
@@ -382,7 +389,7 @@ def test_panel_controls_in_every_order(lab: harness.JupyterLab, fake_mic: Path, 
             assert stopped["audio_samples_sent"] > 0 and stopped["sessions"] == 1  # kept after Stop
             page.click(start)  # Start again
             _wait_state(page, "live")
-            flowing("live again")
+            flowing("live again", 2)
             page.click(start)  # Stop
             _wait_state(page, "stopped", 30)
             page.click(start)  # Start, then Stop at once (while starting)
@@ -390,7 +397,7 @@ def test_panel_controls_in_every_order(lab: harness.JupyterLab, fake_mic: Path, 
             _wait_state(page, "stopped", 30)
             page.click(start)
             _wait_state(page, "live")
-            flowing("live after a cancelled start")
+            flowing("live after a cancelled start", 4)
             page.click(start)
             _wait_state(page, "stopped", 30)
             final = harness.wait_until(lambda: (x := snap()) and x["state"] == "stopped" and x, 10, "stopped")
