@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..emulator import speech
 from ..emulator.responder import Responder, rule_based_reply
 from ..errors import ConfigError
-from ..s2s.config import Config, validate_voice
+from ..s2s.config import Config
 from ..s2s.session import StreamingS2SProvider
 from ..s2s.types import ConversationContext
 from .session import CascadeSession
@@ -34,22 +34,12 @@ class CascadeProvider(StreamingS2SProvider):
         voice_id: str | None = None,
         enable_streaming: bool = True,
     ) -> CascadeSession:
-        if context is None:
-            context = ConversationContext()
-        if not isinstance(context, ConversationContext):
-            raise ConfigError(f"context must be an s2s.ConversationContext, got {type(context).__name__}")
+        context, voice = self._start_arguments(self.config, context, voice_id, enable_streaming)
         if context.tools:
             raise ConfigError(
                 "the cascade provider has no tools (its responder is a plain callable(text[, context]) "
                 "-> str): give a context without tools, or use 'local' or 'amazon_nova' for tool use"
             )
-        if not isinstance(enable_streaming, bool):
-            raise ConfigError("enable_streaming must be True or False")
-        voice = (
-            validate_voice(self.config.model_id, self.config.language, voice_id)
-            if voice_id is not None
-            else self.config.resolved_voice_id
-        )
         session = CascadeSession(
             self.config,
             context=context,

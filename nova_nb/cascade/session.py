@@ -372,18 +372,23 @@ class CascadeSession(S2SSession):
                 timestamp=now, role="ASSISTANT", text=reply, stage="FINAL", content_id=turn.text_cid
             )
         )
-        if turn.audio_start_sample is not None:
-            self._publish(
-                ev.ContentEnded(
-                    timestamp=now,
-                    content_id=turn.audio_cid,
-                    type="AUDIO",
-                    role="ASSISTANT",
-                    stop_reason="END_TURN",
-                )
-            )
-            self._end_turn_audio(turn.audio_cid, now)
+        self._end_spoken_audio(turn, now)
         self._publish_stages(turn, now, "spoken")
+
+    def _end_spoken_audio(self, turn: _Turn, now: float) -> None:
+        """If the reply's audio had begun, close its block as a finished turn (END_TURN)."""
+        if turn.audio_start_sample is None:
+            return
+        self._publish(
+            ev.ContentEnded(
+                timestamp=now,
+                content_id=turn.audio_cid,
+                type="AUDIO",
+                role="ASSISTANT",
+                stop_reason="END_TURN",
+            )
+        )
+        self._end_turn_audio(turn.audio_cid, now)
 
     def _on_error(self, turn: _Turn, stage: str, exc: BaseException) -> None:
         now = time.monotonic()
@@ -400,17 +405,7 @@ class CascadeSession(S2SSession):
                 "this turn gets no reply, the session goes on",
             )
         )
-        if turn.audio_start_sample is not None:  # TTS failed part-way: end what was spoken
-            self._publish(
-                ev.ContentEnded(
-                    timestamp=now,
-                    content_id=turn.audio_cid,
-                    type="AUDIO",
-                    role="ASSISTANT",
-                    stop_reason="END_TURN",
-                )
-            )
-            self._end_turn_audio(turn.audio_cid, now)
+        self._end_spoken_audio(turn, now)  # TTS may have failed part-way: end what was spoken
         self._publish_stages(turn, now, "failed")
 
     def _stop_turn(self, turn: _Turn, now: float, *, outcome: str) -> None:

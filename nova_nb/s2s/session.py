@@ -36,7 +36,7 @@ from .. import audio as pcm
 from ..errors import ConfigError, SessionClosedError, StreamError
 from . import events as ev
 from ._pipeline import EVENT_BUFFER_MAX, Channel
-from .config import Config
+from .config import Config, validate_voice
 from .types import AudioOutputChunk, ConversationContext
 
 log = logging.getLogger("nova_nb.session")
@@ -464,3 +464,25 @@ class StreamingS2SProvider(S2SProvider):
     ) -> S2SSession:
         """Open a session. ``voice_id`` overrides the config's voice. With ``enable_streaming=False``
         ``receive_audio()`` yields one chunk per turn (the whole reply) instead of chunks as they arrive."""
+
+    def _start_arguments(
+        self,
+        config: Config,
+        context: ConversationContext | None,
+        voice_id: str | None,
+        enable_streaming: bool,
+    ) -> tuple[ConversationContext, str]:
+        """Check :meth:`start_streaming`'s arguments the same way for every provider: the context
+        (an empty one when None), the voice (the config's unless given) and the streaming flag."""
+        if context is None:
+            context = ConversationContext()
+        if not isinstance(context, ConversationContext):
+            raise ConfigError(f"context must be an s2s.ConversationContext, got {type(context).__name__}")
+        if not isinstance(enable_streaming, bool):
+            raise ConfigError("enable_streaming must be True or False")
+        voice = (
+            validate_voice(config.model_id, config.language, voice_id)
+            if voice_id is not None
+            else config.resolved_voice_id
+        )
+        return context, voice

@@ -205,3 +205,16 @@ def test_the_stages_event_is_a_session_event() -> None:
     assert isinstance(stages, ev.Event) and stages.kind == "CascadeStages"
     assert stages.endpointing_wait_s == 1.5 and stages.decision_to_first_audio_s == 0.5
     assert stages.asr_s is None  # a stage the turn never reached has no figure
+
+
+async def test_bad_start_streaming_arguments(provider: s2s.StreamingS2SProvider) -> None:
+    """The same checks, and the same words, as the Nova providers (one helper in s2s)."""
+    with pytest.raises(s2s.ConfigError, match="Polly"):
+        await provider.start_streaming(voice_id="Brian")
+    with pytest.raises(s2s.ConfigError, match="ConversationContext"):
+        await provider.start_streaming({"system_prompt": "x"})  # type: ignore[arg-type]
+    with pytest.raises(s2s.ConfigError, match="enable_streaming must be True or False"):
+        await provider.start_streaming(enable_streaming=1)  # type: ignore[arg-type]
+    tool = s2s.Tool(name="clock", description="the time", input_schema={"type": "object"})
+    with pytest.raises(s2s.ConfigError, match="has no tools"):
+        await provider.start_streaming(s2s.ConversationContext(tools=[tool]))

@@ -215,6 +215,8 @@ async def test_bad_start_streaming_arguments(local_provider: s2s.StreamingS2SPro
         await local_provider.start_streaming({"system_prompt": "x"})  # type: ignore[arg-type]
     with pytest.raises(s2s.ConfigError, match="first history message"):
         await local_provider.start_streaming(s2s.ConversationContext(history=[("ASSISTANT", "hi")]))
+    with pytest.raises(s2s.ConfigError, match="enable_streaming must be True or False"):
+        await local_provider.start_streaming(enable_streaming="yes")  # type: ignore[arg-type]
 
 
 # -- failures: from the stream, from the HTTP response, from the connection -------------------------
@@ -379,6 +381,8 @@ async def test_bad_history_opens_no_stream(local_provider: s2s.StreamingS2SProvi
     before = {t.get_name() for t in asyncio.all_tasks()}
     with pytest.raises(s2s.ConfigError):
         await local_provider.start_streaming(s2s.ConversationContext(history=[("ASSISTANT", "hi")]))
+    with pytest.raises(s2s.ConfigError, match="enable_streaming must be True or False"):
+        await local_provider.start_streaming(enable_streaming="yes")  # type: ignore[arg-type]
     after = {t.get_name() for t in asyncio.all_tasks()}
     assert "nova-sender" not in after - before and "nova-reader" not in after - before
 

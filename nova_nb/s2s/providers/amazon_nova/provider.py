@@ -6,8 +6,7 @@ import asyncio
 import weakref
 from typing import Any
 
-from ....errors import ConfigError
-from ...config import Config, validate_voice
+from ...config import Config
 from ...session import StreamingS2SProvider
 from ...types import ConversationContext
 from . import transport
@@ -55,17 +54,7 @@ class AmazonNovaProvider(StreamingS2SProvider):
         voice_id: str | None = None,
         enable_streaming: bool = True,
     ) -> NovaSession:
-        if context is None:
-            context = ConversationContext()
-        if not isinstance(context, ConversationContext):
-            raise ConfigError(f"context must be an s2s.ConversationContext, got {type(context).__name__}")
-        if not isinstance(enable_streaming, bool):
-            raise ConfigError("enable_streaming must be True or False")
-        voice = (
-            validate_voice(self.config.model_id, self.config.language, voice_id)
-            if voice_id is not None
-            else self.config.resolved_voice_id
-        )
+        context, voice = self._start_arguments(self.config, context, voice_id, enable_streaming)
         session = NovaSession(
             client=await self._client(),
             credentials=self._resolver,
