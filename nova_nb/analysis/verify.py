@@ -171,6 +171,9 @@ class SeedVerdict:
 
     @property
     def onset_to_stop_s(self) -> float | None:
+        """Your speech onset → the flush: a player's playback report if one came, else the interrupted
+        end of the reply reaching ``receive_audio()`` (see :class:`BargeIn`); not audible silence, which
+        a real player reaches only after its own output latency."""
         if self.barge_in is None or self.barge_in.flush_t is None or self.speech_onset_t is None:
             return None
         return self.barge_in.flush_t - self.speech_onset_t
@@ -362,11 +365,16 @@ def seed_verdict(
         else "this model takes no turn-detection setting; the pause is an assumption"
     )
     pause_note = (
-        f"nearly all of it is the endpointing pause: the model waits for about {pause:g} s of silence in "
-        f"the audio before it decides the turn ({setting})"
+        f"nearly all of it is waiting out the endpointing pause: the model waits for about {pause:g} s of "
+        f"silence in the audio before it decides the turn ({setting})"
     )
     if emulated:
-        pause_note += "; the emulator implements that pause as a rule"
+        # The figure can come out below the pause: say why, so a reader does not take it for a fast model.
+        pause_note += (
+            "; the emulator implements that pause as a rule, counted in whole frames from where its own "
+            "speech detector puts the end of speech, and each frame is sent when its audio starts, so this "
+            "figure can land some tens of ms either side of the pause"
+        )
     rows: list[SeedMeasure] = []
 
     def latency(label: str, value: float | None, note: str, *, absent: str = "not measured") -> None:
@@ -487,7 +495,10 @@ def seed_verdict(
                 _ms(stop_s),
                 no_budget,
                 NO_BUDGET,
-                "the two rows above together" + (" (mostly the emulator's rule)" if emulated else ""),
+                "the two rows above together: to the flush (a player's own report when one reports "
+                "playback, else the interrupted end of the reply reaching receive_audio(), where the "
+                "recorder's simulated player stops); a real player adds its output latency"
+                + (" — mostly the emulator's barge-in rule" if emulated else ""),
             )
         )
         received = turn.reply_audio_s if turn is not None else None

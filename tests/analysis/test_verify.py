@@ -91,6 +91,9 @@ def test_the_three_latencies_come_from_the_one_turn(runs: Runs) -> None:
     # 500 ms cannot hold a 1.5 s pause: judged as such, never redefined.
     assert v.measure(LATENCY_ROWS[0]).verdict == "FAIL" and not v.passed
     assert "endpointing pause" in v.measure(LATENCY_ROWS[0]).produced_by
+    # The emulator counts the pause in whole frames sent at their start: the row says the figure can
+    # fall short of the pause, so a value below it is not read as a fast model.
+    assert "whole frames" in v.measure(LATENCY_ROWS[0]).produced_by
     assert "not Nova's model time" in v.measure(LATENCY_ROWS[1]).produced_by  # an emulator figure says so
 
 
@@ -139,6 +142,10 @@ def test_the_reply_is_interrupted_and_playback_stops(runs: Runs) -> None:
     assert v.onset_to_signal_s is not None and 0 < v.onset_to_signal_s < 1.0
     assert v.onset_to_stop_s is not None and v.onset_to_stop_s >= v.onset_to_signal_s
     assert v.measure("interruption signal → flush").value == b.flush_s
+    # Onset → stop ends at the flush in receive_audio() (no player here), and says a real player adds more.
+    stop_row = v.measure("your speech onset → playback stopped")
+    assert stop_row.value == v.onset_to_stop_s
+    assert "receive_audio()" in stop_row.produced_by and "output latency" in stop_row.produced_by
     assert v.measure("your speech onset → interruption signal").verdict == "—"  # the seed sets no budget
 
 
