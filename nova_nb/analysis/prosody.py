@@ -318,6 +318,7 @@ class ProsodyReport:
     """User against assistant prosody, per turn (:func:`conversation_prosody`).
 
     Shows as a table in a notebook (``_repr_html_``); :meth:`plot` draws the pitch contours.
+    ``model_id`` is the Nova model the session asked for; ``None`` for the local cascade, which uses none.
     """
 
     turns: tuple[ProsodyTurn, ...]
@@ -337,7 +338,10 @@ class ProsodyReport:
     def caption(self) -> str:
         """What the table shows, how it was measured, and whether the assistant's voice is synthetic."""
         who = self.provider or "unknown provider"
-        if self.model_id:
+        if _is_cascade(self.provider):
+            # Its parts answer, not the Nova model id its config carries (that id is never used).
+            who += ": a local STT → responder → TTS pipeline, not a Nova model"
+        elif self.model_id:
             who += f", {self.model_id}"
         if self.voice_id:
             who += f", voice {self.voice_id}"
@@ -465,6 +469,10 @@ def _trim_to_speech(pcm: npt.NDArray[np.int16], rate: int, threshold_dbfs: float
     return max(0, int(loud[0]) * n - pad), min(pcm.size, (int(loud[-1]) + 1) * n + pad)
 
 
+def _is_cascade(provider: object) -> bool:
+    return str(provider or "").lower() == "cascade"
+
+
 def _is_emulator(meta: dict[str, Any]) -> bool:
     session = meta.get("session") or {}
     # Both local providers speak through the emulator's espeak-ng synthesizer.
@@ -583,7 +591,8 @@ def conversation_prosody(
         turns=tuple(result),
         synthetic_assistant=bool(synthetic_assistant),
         provider=session.get("provider"),
-        model_id=session.get("model_id"),
+        # meta.json has the session config's model id; a cascade session never uses it.
+        model_id=None if _is_cascade(session.get("provider")) else session.get("model_id"),
         voice_id=session.get("voice_id"),
         folder=rec.folder,
     )

@@ -1,4 +1,4 @@
-"""Prosody per turn: real audio of known pitch, espeak speech, and a recorded emulator conversation."""
+"""Prosody per turn: real audio of known pitch, espeak speech, recorded emulator and cascade conversations."""
 
 from __future__ import annotations
 
@@ -128,6 +128,7 @@ def test_a_recorded_conversation_has_both_sides_per_turn(conversation: analysis.
         (1, "assistant"),
     ]
     assert report.synthetic_assistant and report.provider == "local"
+    assert report.model_id is not None and report.model_id in report.caption  # the model it emulates
     page = report._repr_html_()
     assert "formant synthesizer" in page and "say nothing about Nova Sonic" in page
     assert page.count("<tr>") == 1 + 4
@@ -152,3 +153,19 @@ def test_the_plot_draws_both_contours(conversation: analysis.Recording) -> None:
         assert "synthetic" in fig._suptitle.get_text()
     finally:
         plt.close(fig)
+
+
+@pytest.mark.slow
+def test_a_cascade_recording_is_not_captioned_as_a_nova_model(tmp_path: Path) -> None:
+    # The cascade's config carries a Nova model id (meta.json keeps it) that the cascade never uses:
+    # the caption must name the cascade, not that model.
+    provider = s2s.new_provider("cascade", latency_target="low")
+    question = make_utterance("Thank you.", tail_silence_s=0.3)
+    recording = asyncio.run(analysis.run_conversation(provider, [question], tmp_path / "rec", pace=False))
+    assert recording.meta["session"]["model_id"] == provider.config.model_id  # what the config says
+    report = conversation_prosody(recording)
+    assert report.provider == "cascade" and report.model_id is None
+    assert len(report.turns) == 1 and report.turns[0].assistant is not None
+    assert provider.config.model_id not in report.caption
+    assert "not a Nova model" in report.caption and "not a Nova model" in report._repr_html_()
+    assert report.synthetic_assistant  # espeak-ng speaks for the cascade too
