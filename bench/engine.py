@@ -8,7 +8,9 @@ Two figures, for one-sentence replies on this machine:
 * end of user audio → first audioOutput at the client, streaming in real time like a microphone
   (includes the endpointing pause: 1.5 s at latency_target="low").
 
-Run: ``python -m bench.engine`` (or ``./dev bench``).
+Run from the repository root: ``.venv/bin/python -m bench.engine`` (``./dev bench`` runs only
+``python -m bench``, not this suite). The emulator runs in this process. Writes
+``bench/results/engine.json``.
 """
 
 from __future__ import annotations

@@ -80,6 +80,7 @@ FAULTS: Final[dict[str, tuple[str, str]]] = {
     "reset-at": ("reset_at_event", "N (RST_STREAM after input event N)"),
     "drop-at": ("drop_at_event", "N (drop the TCP connection after input event N)"),
     "first-audio-delay": ("first_audio_delay_s", "S (seconds before each reply's first audio)"),
+    "sentence-gap": ("sentence_gap_s", "S (seconds before each later sentence of a reply)"),
     "input-timeout": ("input_timeout_s", "S (end a stream with no input for S seconds)"),
     "faulty-streams": ("faulty_streams", "N (apply the in-stream faults to the first N streams only)"),
     "http-error": ("http_error_at_open", "STATUS:ErrorType:message (refuse every call at open)"),
@@ -900,7 +901,8 @@ def _check_model_access(region: str, profile: str | None, have_credentials: bool
         asyncio.run(probe())
     except s2s.NovaNbError as exc:
         return ("fail", "model access", f"{region}: {exc}")
-    return ("ok", "model access", f"opened and closed a Nova 2 Sonic stream in {region}")
+    model_id = s2s.default_config().model_id  # what the probe opened: the default model
+    return ("ok", "model access", f"opened and closed a {model_id} stream in {region}")
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -917,8 +919,8 @@ def _add_doctor(commands: Any) -> None:
         description="Check what nova_nb needs: Python >= 3.12, the exact AWS SDK versions, AWS "
         "credentials and region (secrets are never shown), whether this is Binder, whether the "
         "TCP_NODELAY server extension is enabled, the memory left for kernels, the widget packages for "
-        "browser audio, the offline speech engine, and with --check-model whether Nova 2 Sonic can be "
-        "opened (network).",
+        "browser audio, the offline speech engine, and with --check-model whether a stream of the default "
+        "model can be opened (network; the result names the model).",
         formatter_class=_Formatter,
     )
     parser.add_argument("--check-model", action="store_true", help="open and close a real stream (network)")

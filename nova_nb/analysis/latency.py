@@ -22,9 +22,10 @@ last ``UserSpeechStarted`` of the recorder's energy detector there (``onset_sour
 ``final: true`` (a player said it stopped), else the first ``ClientFlushed`` (the interrupted end chunk
 reached the client's ``receive_audio()`` loop), else the recorder's ``PlayerFlushed`` line.
 ``reaction_s = signal_t - onset_t``, ``flush_s = flush_t - signal_t``. ``heard_s`` is that
-report's ``played_s`` (or ``PlayerFlushed.played_s``), ``planned_words`` the word count of the last
-ASSISTANT SPECULATIVE transcript before the turn's first audio, and ``final_words`` that of the ASSISTANT
-FINAL transcripts between the turn's first audio and the next turn's first audio.
+report's ``played_s`` (or ``PlayerFlushed.played_s``), counted over all the reply's blocks (one per
+sentence, §13.4), ``planned_words`` the word count of every ASSISTANT SPECULATIVE sentence of
+the turn (what the model announced), and ``final_words`` that of the turn's ASSISTANT FINAL texts (what
+it confirmed as spoken).
 """
 
 from __future__ import annotations
