@@ -81,34 +81,50 @@ class _Watch:
         # then decide it was not a turn).
         self.decision_grace_s = decision_grace_s
         self.speech_ended_at: float | None = None
+        # An AUDIO block ended PARTIAL_TURN: the reply goes on with its next sentence (docs/PROTOCOL.md
+        # §13.4), which may take the service a while to start (longer than any settle time on a loaded
+        # machine). Busy until the next block starts or the turn ends, for at most decision_grace_s.
+        self.partial_at: float | None = None
+        # The service said the user started speaking and has not said the speech ended: a turn is in
+        # progress on its side. Sent faster than real time, the audio can be far ahead of the service
+        # (a loaded emulator hears it late), so the silence this client has sent proves nothing yet.
+        # Bounded by the run's timeout.
+        self.speech_open = False
 
     def __call__(self, e: ev.Event) -> None:
         self.last_event = e.timestamp
         if isinstance(e, ev.AudioOutput):
             self.first_audio.setdefault(e.content_id, e.timestamp)
             self.playing_until = max(self.playing_until, e.timestamp) + e.duration_s
+            self.partial_at = None
         elif isinstance(e, ev.ContentEnded) and e.type == "AUDIO" and e.role == "ASSISTANT":
             self.ended.add(e.content_id)
+            self.partial_at = e.timestamp if e.stop_reason == "PARTIAL_TURN" else None
         elif isinstance(e, ev.Interruption):
             self.playing_until = e.timestamp  # the player flushes
+            self.partial_at = None
         elif isinstance(e, ev.Transcript) and e.role == "USER" and e.stage == "FINAL":
             self.decisions += 1
             self.speech_ended_at = None
         elif isinstance(e, ev.ServiceSpeechEnded):
             self.speech_ended_at = e.timestamp
+            self.speech_open = False
         elif isinstance(e, ev.ServiceSpeechStarted):
             self.speech_ended_at = None
+            self.speech_open = True
         elif isinstance(e, ev.SessionClosed | ev.StreamErrorEvent):
             self.closed = True
 
     def busy(self) -> bool:
-        """A reply is due (turn decided, no audio yet; or speech ended, no decision yet) or still playing."""
-        if self.decisions > len(self.first_audio) or set(self.first_audio) - self.ended:
+        """A reply is due (the service hears speech; speech ended, no decision yet; turn decided, no audio
+        yet; a sentence ended, the turn did not) or still playing."""
+        if self.speech_open or self.decisions > len(self.first_audio) or set(self.first_audio) - self.ended:
             return True
-        ended = self.speech_ended_at
-        if ended is not None and time.monotonic() - ended < self.decision_grace_s:
-            return True
-        return self.real_time and time.monotonic() < self.playing_until
+        now = time.monotonic()
+        for since in (self.speech_ended_at, self.partial_at):
+            if since is not None and now - since < self.decision_grace_s:
+                return True
+        return self.real_time and now < self.playing_until
 
 
 async def run_conversation(

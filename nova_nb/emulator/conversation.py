@@ -216,6 +216,9 @@ class Faults:
     drop_at_event: int | None = None
     #: Wait this long before the first audio of each reply.
     first_audio_delay_s: float = 0.0
+    #: Wait this long before each later sentence of a reply (its SPECULATIVE text and AUDIO block): a
+    #: model, or a loaded machine, that is slow between sentences while the turn is not over.
+    sentence_gap_s: float = 0.0
     #: End the stream if no input event arrives for this long. The service does this too ("Timed out
     #: waiting for input events", docs/PROTOCOL.md §8); its exact limit is not documented, so the
     #: default here is an assumption, and the exception type (validationException) is too.
@@ -846,6 +849,8 @@ class Conversation(OutputSide):
         open_audio: str | None = None
         last_audio: str | None = None
         for i, sentence in enumerate(sentences):
+            if i and self.faults.sentence_gap_s:
+                await asyncio.sleep(self.faults.sentence_gap_s)
             if reply.interrupted or reply.closed:
                 break
             await self._text_block("ASSISTANT", "SPECULATIVE", sentence, stop="PARTIAL_TURN")

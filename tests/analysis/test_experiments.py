@@ -78,3 +78,78 @@ async def test_replay_of_one_turn(one_turn: LiveTurn, tmp_path: Path) -> None:
     assert [t.user_text for t in turns(again.events)] == [
         t.user_text for t in turns(one_turn.recording.events)
     ]
+
+
+async def test_an_unpaced_run_waits_for_the_next_sentence(tmp_path: Path) -> None:
+    """A reply's blocks end PARTIAL_TURN until its last one (docs/PROTOCOL.md §13.4). A pause between
+    two sentences (a slow model or a loaded machine) longer than the run's settle time must not be
+    taken for the end of the conversation: an unpaced run once closed there, cutting the reply short
+    and losing its last usage event (the output speech tokens of evaluate's fast runs)."""
+    from nova_nb import s2s
+    from nova_nb.analysis import run_conversation
+    from nova_nb.emulator.conversation import ConversationOptions, Faults
+
+    gap = 0.6  # well over the unpaced settle time (0.1 s of quiet)
+    slow = s2s.new_provider(
+        "local",
+        engine=ConversationOptions(faults=Faults(sentence_gap_s=gap)),
+        latency_target="low",
+    )
+    question = make_utterance("Hello there.", lead_silence_s=0.3, tail_silence_s=0.0)
+    rec = await run_conversation(slow, question, tmp_path / "gap", pace=False, timeout_s=40)
+    audio_ends = [
+        e for e in rec.of("ContentEnded") if e.get("type") == "AUDIO" and e.get("role") == "ASSISTANT"
+    ]
+    finals = [e for e in rec.of("Transcript") if e["role"] == "ASSISTANT" and e["stage"] == "FINAL"]
+    speculative = [
+        e for e in rec.of("Transcript") if e["role"] == "ASSISTANT" and e["stage"] == "SPECULATIVE"
+    ]
+    assert len(speculative) >= 2  # the scripted reply has two sentences, so there was a gap to wait out
+    assert [e["stop_reason"] for e in audio_ends] == ["PARTIAL_TURN"] * (len(speculative) - 1) + ["END_TURN"]
+    assert len(finals) == len(speculative)  # every sentence was spoken to the end and confirmed
+    last_end = audio_ends[-1]["t"]
+    assert any(e["t"] >= last_end for e in rec.of("Usage"))  # the last block's usage was recorded
+    assert rec.meta["user"]["timed_out"] is False
+
+
+def test_the_runner_waits_while_the_service_hears_speech_or_a_reply_is_unfinished() -> None:
+    """What keeps a run going, event by event: the service's open speech (an emulator that hears a
+    fast run's audio late has not decided yet, whatever silence was sent), a reply whose last block
+    ended PARTIAL_TURN, and each is bounded (the grace, or the run's timeout)."""
+    import time
+
+    from nova_nb.analysis.experiments import _Watch
+    from nova_nb.s2s import events as ev
+
+    now = time.monotonic()
+    watch = _Watch(real_time=False, decision_grace_s=5.0)
+    assert not watch.busy()
+    watch(ev.ServiceSpeechStarted(timestamp=now))
+    assert watch.busy()  # the service hears the user: a turn may follow
+    watch(ev.ServiceSpeechEnded(timestamp=now))
+    assert watch.busy()  # no decision yet, within the grace
+    watch(ev.Transcript(timestamp=now, role="USER", text="hello", stage="FINAL", content_id="u"))
+    assert watch.busy()  # decided, no audio yet
+    watch(ev.AudioOutput(timestamp=now, audio=b"\0\0" * 240, content_id="a1", sample_rate=24000))
+    assert watch.busy()  # a block is open
+    watch(
+        ev.ContentEnded(
+            timestamp=now, content_id="a1", type="AUDIO", role="ASSISTANT", stop_reason="PARTIAL_TURN"
+        )
+    )
+    assert watch.busy()  # the reply's next sentence is due
+    watch(ev.AudioOutput(timestamp=now, audio=b"\0\0" * 240, content_id="a2", sample_rate=24000))
+    watch(
+        ev.ContentEnded(
+            timestamp=now, content_id="a2", type="AUDIO", role="ASSISTANT", stop_reason="END_TURN"
+        )
+    )
+    assert not watch.busy()  # the turn is over (unpaced: no playback to wait for)
+
+    stale = _Watch(real_time=False, decision_grace_s=0.5)
+    stale(
+        ev.ContentEnded(
+            timestamp=now - 1.0, content_id="b", type="AUDIO", role="ASSISTANT", stop_reason="PARTIAL_TURN"
+        )
+    )
+    assert not stale.busy()  # a next sentence that never came is waited for only decision_grace_s
