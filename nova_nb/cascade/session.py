@@ -375,19 +375,23 @@ class CascadeSession(S2SSession):
         self._end_spoken_audio(turn, now)
         self._publish_stages(turn, now, "spoken")
 
-    def _end_spoken_audio(self, turn: _Turn, now: float) -> None:
-        """If the reply's audio had begun, close its block as a finished turn (END_TURN)."""
-        if turn.audio_start_sample is None:
-            return
+    def _audio_block_ended(self, turn: _Turn, now: float, stop_reason: str) -> None:
+        """The reply's AUDIO block ends, as the service ends one (END_TURN, or INTERRUPTED)."""
         self._publish(
             ev.ContentEnded(
                 timestamp=now,
                 content_id=turn.audio_cid,
                 type="AUDIO",
                 role="ASSISTANT",
-                stop_reason="END_TURN",
+                stop_reason=stop_reason,
             )
         )
+
+    def _end_spoken_audio(self, turn: _Turn, now: float) -> None:
+        """If the reply's audio had begun, close its block as a finished turn (END_TURN)."""
+        if turn.audio_start_sample is None:
+            return
+        self._audio_block_ended(turn, now, "END_TURN")
         self._end_turn_audio(turn.audio_cid, now)
 
     def _on_error(self, turn: _Turn, stage: str, exc: BaseException) -> None:
@@ -419,15 +423,7 @@ class CascadeSession(S2SSession):
             else:
                 self._abandon_turn(turn.audio_cid, now)
             if not turn.ended:
-                self._publish(
-                    ev.ContentEnded(
-                        timestamp=now,
-                        content_id=turn.audio_cid,
-                        type="AUDIO",
-                        role="ASSISTANT",
-                        stop_reason="INTERRUPTED",
-                    )
-                )
+                self._audio_block_ended(turn, now, "INTERRUPTED")
         if not turn.ended:
             turn.ended = True
             self._publish_stages(turn, now, outcome if turn.audio_start_sample is not None else "cancelled")
